@@ -1,0 +1,29 @@
+# The two commands of a fresh machine: `make study` and `make test`. Both create .venv when it is missing and
+# install the pinned dependencies (constraints.txt) before doing anything else.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SPEC ?= study/specs/quick.yaml
+
+.PHONY: install test study bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt setuptools
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[test]'
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+study: install
+	$(BIN)/diffctl train --config configs/fixed.yaml --set optim.epochs=15 --out runs/fixed-$$(date +%Y%m%d-%H%M%S)
+
+bench: install
+	$(BIN)/python -m benchmarks.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

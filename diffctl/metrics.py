@@ -1,0 +1,146 @@
+"""Evaluation metrics, all independent of the loss weights, computed with a fixed evaluation seed.
+
+None of these quantities is scaled by any arm's weights, so they compare arms fairly. Sampled coverage has a
+ceiling: even a perfectly uniform sampler reaches only 1 - (1 - 1/19,683)^N (92.1% at N = 50,000), and it
+rewards nearly uniform, untrained decoders; prior argmax coverage decodes the same prior samples by argmax,
+which an untrained decoder cannot game.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .data import N_OPERATIONS, OperationSet, Split, trits_to_index, valuation3
+from .losses import gaussian_kl, reconstruction_ce
+from .model import DualVAE, Encoding, cross_inject
+
+
+def sampled_coverage_ceiling(n_samples: int) -> float:
+    """Expected coverage of a perfectly uniform sampler after ``n_samples`` draws."""
+    return 1.0 - (1.0 - 1.0 / N_OPERATIONS) ** n_samples
+
+
+def decoded_indices(logits: torch.Tensor) -> torch.Tensor:
+    """argmax decoding of logits (..., 9, 3) into operation indices (...)."""
+    return trits_to_index(logits.argmax(-1) - 1)
+
+
+def coverage(indices: torch.Tensor) -> float:
+    """Distinct operations among ``indices`` / 19,683."""
+    return float(torch.unique(indices).numel() / N_OPERATIONS)
+
+
+def exact_match(logits: torch.Tensor, x: torch.Tensor) -> float:
+    """Fraction of samples with all 9 trits right."""
+    return float(((logits.argmax(-1) - 1) == x.long()).all(-1).float().mean())
+
+
+def trit_accuracy(logits: torch.Tensor, x: torch.Tensor) -> float:
+    return float(((logits.argmax(-1) - 1) == x.long()).float().mean())
+
+
+def triplet_concordance(
+    z: torch.Tensor, index: torch.Tensor, n_triplets: int, generator: torch.Generator
+) -> tuple[float, float]:
+    """Triplet concordance r and its standard error.
+
+    r = mean([v3(|i-j|) > v3(|i-k|)] == [|z_i - z_j| < |z_i - z_k|]) over random triples of distinct positions
+    of ``index``. Random embeddings score 0.5; half of all triples tie in v3, so the ceiling is about 0.75.
+    """
+    n = len(index)
+    i = torch.randint(0, n, (n_triplets,), generator=generator)
+    j = (i + torch.randint(1, n, (n_triplets,), generator=generator)) % n
+    k = torch.randint(0, n, (n_triplets,), generator=generator)
+    clash = (k == i) | (k == j)
+    while bool(clash.any()):
+        k[clash] = torch.randint(0, n, (int(clash.sum()),), generator=generator)
+        clash = (k == i) | (k == j)
+    closer_3adic = valuation3(index[i] - index[j]) > valuation3(index[i] - index[k])
+    closer_latent = (z[i] - z[j]).norm(dim=-1) < (z[i] - z[k]).norm(dim=-1)
+    hits = (closer_3adic == closer_latent).double()
+    r = float(hits.mean())
+    se = math.sqrt(r * (1 - r) / n_triplets) if n_triplets > 1 else float("nan")
+    return r, se
+
+
+def latent_variance(mu: torch.Tensor) -> float:
+    """Mean per-dimension variance of the codes (> 0.1 healthy)."""
+    return float(mu.var(dim=0).mean())
+
+
+def effective_dimension(mu: torch.Tensor) -> float:
+    """exp(entropy of the normalised covariance eigenvalues) of the codes (> 8 of 16 healthy)."""
+    cov = torch.cov(mu.T.double())
+    eig = torch.linalg.eigvalsh(cov).clamp(min=0)
+    total = eig.sum()
+    if total <= 0:
+        return 0.0
+    p = eig / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@torch.inference_mode()
+def evaluate(
+    model: DualVAE,
+    data: OperationSet,
+    split: Split,
+    *,
+    seed: int,
+    prior_samples: int,
+    triplet_indices: int,
+    triplets: int,
+    temperature: float = 1.0,
+    rho: float | None = None,
+) -> dict[str, float]:
+    """Every per-epoch metric of both VAEs. With ``rho``, also the reconstruction metrics at that rho.
+
+    Codes are z = mu except for the unweighted validation loss, whose CE uses z sampled with the evaluation
+    seed (the negative ELBO: CE_A + CE_B + KL_A + KL_B, beta = 1, true KL, no free-bits floor).
+    """
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    enc_all = model.encode(data.trits)
+    logits_all = model.decode(enc_all.mu)
+    out: dict[str, float] = {}
+
+    val = split.val
+    x_val = data.trits[val]
+    enc_val = Encoding(enc_all.mu[:, val], enc_all.logvar[:, val])
+    z_val = DualVAE.sample(enc_val, temperature, g)
+    ce_val = torch.stack([reconstruction_ce(lg, x_val) for lg in model.decode(z_val)])
+    kl_val = gaussian_kl(enc_val.mu, enc_val.logvar).sum(-1).mean(-1)
+    out["val_loss_unweighted"] = float(ce_val.sum() + kl_val.sum())
+
+    prior_z = torch.randn((prior_samples, model.latent_dim), generator=g)
+    names = ("A", "B")
+    for v, name in enumerate(names):
+        logits = logits_all[v]
+        out[f"val_exact_match_{name}"] = exact_match(logits[val], x_val)
+        out[f"val_trit_acc_{name}"] = trit_accuracy(logits[val], x_val)
+        out[f"recon_coverage_{name}"] = float((decoded_indices(logits) == data.index).float().mean())
+        decoder = (model.vae_a, model.vae_b)[v].decoder
+        prior_logits = decoder(prior_z)
+        draws = torch.multinomial(prior_logits.softmax(-1).reshape(-1, 3), 1, generator=g).view(prior_samples, 9)
+        out[f"sampled_coverage_{name}"] = coverage(trits_to_index(draws - 1))
+        out[f"prior_argmax_coverage_{name}"] = coverage(decoded_indices(prior_logits))
+        out[f"kl_{name}"] = float(kl_val[v])
+        out[f"latent_var_{name}"] = latent_variance(enc_all.mu[v])
+        out[f"eff_dim_{name}"] = effective_dimension(enc_all.mu[v])
+
+    idx = torch.randperm(N_OPERATIONS, generator=g)[:triplet_indices]
+    for v, name in enumerate(names):
+        r, se = triplet_concordance(enc_all.mu[v][idx], data.index[idx], triplets, g)
+        out[f"triplet_r_{name}"] = r
+        out[f"triplet_r_se_{name}"] = se
+
+    if rho is not None:
+        logits_rho = model.decode(cross_inject(enc_all.mu, torch.tensor(rho)))
+        for v, name in enumerate(names):
+            out[f"val_exact_match_at_rho_{name}"] = exact_match(logits_rho[v][val], x_val)
+            out[f"recon_coverage_at_rho_{name}"] = float((decoded_indices(logits_rho[v]) == data.index).float().mean())
+    model.train(was_training)
+    return out

@@ -1,0 +1,211 @@
+"""The training loop: one config in, one flat record per epoch out.
+
+Reads top to bottom: batch, encode, the arm's control, cross-inject and decode, loss terms, weighted total,
+backward, clip, step, evaluate, record. Everything random draws from explicit generators seeded from the
+config, and the thread count is pinned, so the same config gives the same records on CPU. A non-finite loss
+or gradient ends the run with ``status: diverged`` and the reason instead of an exception.
+
+Example::
+
+    for record in train(load_config("configs/fixed.yaml", ["optim.epochs=3"])):
+        print(record["epoch"], record["val_exact_match_A"])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterator
+
+import torch
+
+from .arms import WEIGHT_NAMES, Arm, Control, LossTerms, StepInputs, build_arm
+from .config import Config
+from .data import OperationSet, make_split
+from .losses import (
+    decoder_entropy,
+    entropy_alignment,
+    free_bits_kl,
+    reconstruction_ce,
+    sample_triples,
+    triplet_ranking_loss,
+)
+from .metrics import evaluate
+from .model import DualVAE, Encoding, cross_inject
+
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+
+def pin_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def loss_terms(
+    model: DualVAE,
+    encoding: Encoding,
+    x: torch.Tensor,
+    index: torch.Tensor,
+    rho: torch.Tensor,
+    config: Config,
+    generator: torch.Generator,
+) -> LossTerms:
+    """Sample codes, cross-inject with ``rho``, decode, and compute every unweighted term of both VAEs."""
+    z = DualVAE.sample(encoding, config.model.temperature, generator)
+    logits_a, logits_b = model.decode(cross_inject(z, rho))
+    ce = torch.stack((reconstruction_ce(logits_a, x), reconstruction_ce(logits_b, x)))
+    kl = free_bits_kl(encoding.mu, encoding.logvar, config.loss.free_bits)
+    triples = sample_triples(len(index), min(config.loss.max_triples, len(index)), generator)
+    rank = triplet_ranking_loss(z, index, triples, config.loss.margin)
+    entropy = torch.stack((decoder_entropy(logits_a), decoder_entropy(logits_b)))
+    extra = _upstream_extras(logits_b, z[1], config)
+    return LossTerms(ce=ce, kl=kl, rank=rank, ent=entropy_alignment(entropy[0], entropy[1]), entropy=entropy, extra=extra)
+
+
+def _upstream_extras(logits_b: torch.Tensor, z_b: torch.Tensor, config: Config) -> torch.Tensor | None:
+    """Optional upstream terms on VAE-B: a batch-marginal output-entropy bonus and an RBF repulsion."""
+    lc = config.loss
+    if lc.b_marginal_entropy == 0 and lc.b_repulsion == 0:
+        return None
+    extra = z_b.new_zeros(())
+    if lc.b_marginal_entropy:
+        marginal = logits_b.softmax(-1).mean(0)
+        extra = extra - lc.b_marginal_entropy * -(marginal * marginal.clamp_min(1e-12).log()).sum(-1).mean()
+    if lc.b_repulsion:
+        d2 = torch.cdist(z_b, z_b).pow(2)
+        off_diag = ~torch.eye(len(z_b), dtype=torch.bool)
+        extra = extra + lc.b_repulsion * torch.exp(-d2[off_diag] / (2 * lc.repulsion_sigma**2)).mean()
+    return extra
+
+
+class Trainer:
+    """Holds the model, the arm, the optimiser and the generators of one run; checkpointable between epochs."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        pin_threads(config.optim.threads)
+        torch.manual_seed(config.seed)
+        self.data = OperationSet()
+        self.split = make_split(config.data.split_seed)
+        self.model = DualVAE(config.model.latent_dim)
+        self.arm: Arm = build_arm(config.arm, config.model.latent_dim)
+        params = [{"params": list(self.model.parameters())}]
+        arm_params = [p for p in self.arm.parameters() if p.requires_grad]
+        if arm_params:
+            params.append({"params": arm_params, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(
+            params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, foreach=True
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.finished = False
+
+    # --- one epoch -------------------------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        """Run one epoch; return the training part of its record (status, reason, loss, control means)."""
+        cfg, model, arm, opt = self.config, self.model, self.arm, self.optimizer
+        model.train()
+        arm.start_epoch(self.epoch, self.history, opt)
+        steps_per_epoch = math.ceil(len(self.split.train) / cfg.data.batch_size)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        control_sums = {name: torch.zeros((), dtype=torch.float64) for name in ("rho", *WEIGHT_NAMES)}
+        steps = 0
+        batches = self.data.batches(self.split.train, cfg.data.batch_size, self.generator)
+        for step, (x, index) in enumerate(batches):
+            encoding = model.encode(x)
+            control = arm.control(StepInputs(self.epoch, step, steps_per_epoch, x, index, encoding))
+            terms = loss_terms(model, encoding, x, index, control.rho, cfg, self.generator)
+            total = terms.weighted_total(control)
+            if not torch.isfinite(total):
+                return self._diverged(f"non-finite training loss ({float(total)}) at epoch {self.epoch + 1}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for group in opt.param_groups for p in group["params"]], cfg.optim.clip
+            )
+            if not torch.isfinite(grad_norm):
+                return self._diverged(f"non-finite gradient norm at epoch {self.epoch + 1}, step {step}")
+            opt.step()
+            arm.after_step(terms, control, opt)
+            loss_sum += total.detach()
+            _accumulate(control_sums, control)
+            steps += 1
+        record = {"status": STATUS_OK, "train_loss_weighted": float(loss_sum / steps)}
+        record.update({f"{name}_mean": float(value / steps) for name, value in control_sums.items()})
+        record["lr"] = opt.param_groups[0]["lr"]
+        record.update(arm.epoch_record())
+        return record
+
+    def _diverged(self, reason: str) -> dict:
+        self.finished = True
+        return {"status": STATUS_DIVERGED, "reason": reason}
+
+    def run_epoch(self) -> dict:
+        """Train one epoch, evaluate, and return the epoch's flat record."""
+        start = time.perf_counter()
+        record = {"epoch": self.epoch + 1}
+        record.update(self.train_epoch())
+        record["epoch_time_s"] = time.perf_counter() - start
+        if record["status"] == STATUS_OK:
+            start = time.perf_counter()
+            ev = self.config.eval
+            rho = self.arm.eval_rho() if self.arm.moves_rho() else None
+            metrics = evaluate(
+                self.model,
+                self.data,
+                self.split,
+                seed=ev.seed,
+                prior_samples=ev.prior_samples,
+                triplet_indices=ev.triplet_indices,
+                triplets=ev.triplets,
+                temperature=self.config.model.temperature,
+                rho=rho,
+            )
+            record.update(metrics)
+            record["eval_time_s"] = time.perf_counter() - start
+            bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v) and "_se_" not in k]
+            if bad:
+                record.update(self._diverged(f"non-finite evaluation metric {bad[0]} at epoch {self.epoch + 1}"))
+        self.epoch += 1
+        if self.epoch >= self.config.optim.epochs:
+            self.finished = True
+        self.history.append(record)
+        return record
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue the run bit-identically; loadable with ``weights_only=True``."""
+        return {
+            "model": self.model.state_dict(),
+            "arm": self.arm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "finished": self.finished,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.arm.load_state_dict(state["arm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        self.history = list(state["history"])
+        self.finished = state["finished"]
+
+
+def _accumulate(sums: dict[str, torch.Tensor], control: Control) -> None:
+    with torch.no_grad():
+        sums["rho"] += control.rho.detach().mean()
+        for name in WEIGHT_NAMES:
+            sums[name] += getattr(control, name).detach().mean()
+
+
+def train(config: Config) -> Iterator[dict]:
+    """Run ``config`` from scratch, yielding one record per epoch; stops after a diverged record."""
+    trainer = Trainer(config)
+    while not trainer.finished:
+        yield trainer.run_epoch()
