@@ -128,12 +128,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         node = data
         parts = key.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part} is not a section")
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: depth + 1])} is not a section")
             node = child
         node[parts[-1]] = parse_yaml(value, f"--set {key}")
     return data
