@@ -82,3 +82,13 @@ def test_evaluate_untrained_model_is_deterministic():
     assert a["recon_coverage_A"] < 0.01  # an untrained decoder reconstructs almost nothing
     assert a["val_loss_unweighted"] > 9.0  # at least the CE of a near-uniform decoder per VAE
     assert {"val_exact_match_at_rho_A", "recon_coverage_at_rho_B", "triplet_r_se_A", "eff_dim_B"} <= set(a)
+
+
+def test_categorical_draw_matches_the_probabilities():
+    from diffctl.metrics import categorical_draw
+
+    p = torch.tensor([0.2, 0.5, 0.3])
+    logits = p.log().expand(200_000, 3)
+    draws = categorical_draw(logits, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=3).float() / 200_000
+    assert torch.allclose(freq, p, atol=0.005)
