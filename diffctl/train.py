@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from functools import partial
 from typing import Iterator
 
 import torch
 
 from .arms import WEIGHT_NAMES, Arm, Control, LossTerms, StepInputs, build_arm
+from .arms.base import StepContext
 from .config import Config
 from .data import OperationSet, make_split
 from .losses import (
@@ -79,6 +82,15 @@ def _upstream_extras(logits_b: torch.Tensor, z_b: torch.Tensor, config: Config) 
     return extra
 
 
+@dataclass
+class StepOutcome:
+    """What one training step leaves: its weighted loss, the control it used, and why it failed (or None)."""
+
+    total: torch.Tensor
+    control: Control
+    problem: str | None = None
+
+
 class Trainer:
     """Holds the model, the arm, the optimiser and the generators of one run; checkpointable between epochs."""
 
@@ -91,22 +103,59 @@ class Trainer:
         self.model = DualVAE(config.model.latent_dim)
         self.arm: Arm = build_arm(config.arm, config.model.latent_dim)
         params = [{"params": list(self.model.parameters())}]
-        arm_params = [p for p in self.arm.parameters() if p.requires_grad]
+        arm_params = self.arm.trainable_parameters()
         if arm_params:
             params.append({"params": arm_params, "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(
             params, lr=config.optim.lr, weight_decay=config.optim.weight_decay, foreach=True
         )
         self.generator = torch.Generator().manual_seed(config.seed)
+        terms = partial(loss_terms, config=config, generator=self.generator)
+        self.context = StepContext(self.model, terms, self.draw_batch)
         self.epoch = 0
         self.history: list[dict] = []
         self.finished = False
 
-    # --- one epoch -------------------------------------------------------------------------------------------
+    # --- one step, one epoch -------------------------------------------------------------------------------
+    def step_loss(
+        self, x: torch.Tensor, index: torch.Tensor, step: int, steps_per_epoch: int
+    ) -> tuple[StepInputs, Control, LossTerms, torch.Tensor]:
+        """The forward half of a step: encode, the arm's control, cross-inject and decode, terms, weighted total."""
+        encoding = self.model.encode(x)
+        inputs = StepInputs(self.epoch, step, steps_per_epoch, x, index, encoding, context=self.context)
+        control = self.arm.control(inputs)
+        terms = loss_terms(self.model, encoding, x, index, control.rho, self.config, self.generator)
+        return inputs, control, terms, terms.weighted_total(control)
+
+    def train_step(self, x: torch.Tensor, index: torch.Tensor, step: int, steps_per_epoch: int) -> StepOutcome:
+        """One optimisation step on the batch ``(x, index)``: the forward half (:meth:`step_loss`), the arm's
+        backward, clip, step. The epoch loop and the step benchmark both call it."""
+        arm, opt = self.arm, self.optimizer
+        inputs, control, terms, total = self.step_loss(x, index, step, steps_per_epoch)
+        if not torch.isfinite(total):
+            reason = f"non-finite training loss ({float(total.detach())}) at epoch {self.epoch + 1}, step {step}"
+            return StepOutcome(total, control, reason)
+        opt.zero_grad(set_to_none=True)
+        arm.backward(total, inputs)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for group in opt.param_groups for p in group["params"]], self.config.optim.clip
+        )
+        if not torch.isfinite(grad_norm):
+            return StepOutcome(total, control, f"non-finite gradient norm at epoch {self.epoch + 1}, step {step}")
+        opt.step()
+        arm.after_step(terms, control, opt)
+        return StepOutcome(total.detach(), control)
+
+    def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch drawn with replacement with the run's generator (for an arm's held-out objective)."""
+        rows = torch.randint(len(self.split.train), (self.config.data.batch_size,), generator=self.generator)
+        index = self.split.train[rows]
+        return self.data.trits[index], index
+
     def train_epoch(self) -> dict:
         """Run one epoch; return the training part of its record (status, reason, loss, control means)."""
-        cfg, model, arm, opt = self.config, self.model, self.arm, self.optimizer
-        model.train()
+        cfg, arm, opt = self.config, self.arm, self.optimizer
+        self.model.train()
         arm.start_epoch(self.epoch, self.history, opt)
         steps_per_epoch = math.ceil(len(self.split.train) / cfg.data.batch_size)
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -114,23 +163,11 @@ class Trainer:
         steps = 0
         batches = self.data.batches(self.split.train, cfg.data.batch_size, self.generator)
         for step, (x, index) in enumerate(batches):
-            encoding = model.encode(x)
-            control = arm.control(StepInputs(self.epoch, step, steps_per_epoch, x, index, encoding))
-            terms = loss_terms(model, encoding, x, index, control.rho, cfg, self.generator)
-            total = terms.weighted_total(control)
-            if not torch.isfinite(total):
-                return self._diverged(f"non-finite training loss ({float(total)}) at epoch {self.epoch + 1}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for group in opt.param_groups for p in group["params"]], cfg.optim.clip
-            )
-            if not torch.isfinite(grad_norm):
-                return self._diverged(f"non-finite gradient norm at epoch {self.epoch + 1}, step {step}")
-            opt.step()
-            arm.after_step(terms, control, opt)
-            loss_sum += total.detach()
-            _accumulate(control_sums, control)
+            outcome = self.train_step(x, index, step, steps_per_epoch)
+            if outcome.problem is not None:
+                return self._diverged(outcome.problem)
+            loss_sum += outcome.total
+            _accumulate(control_sums, outcome.control)
             steps += 1
         record = {"status": STATUS_OK, "train_loss_weighted": float(loss_sum / steps)}
         record.update({f"{name}_mean": float(value / steps) for name, value in control_sums.items()})

@@ -10,10 +10,17 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from .base import WEIGHT_NAMES, Arm, Control, LossTerms, StepInputs
+from .controller import ControllerArm
+from .dwa import DWAArm
 from .fixed import FixedArm
+from .rlw import RLWArm
 from .scheduled import ScheduledArm
+from .statenet import StateNetArm
+from .uncertainty import UncertaintyArm
 
-ARM_CLASSES: dict[str, type[Arm]] = {cls.kind: cls for cls in (FixedArm, ScheduledArm)}
+ARM_CLASSES: dict[str, type[Arm]] = {
+    cls.kind: cls for cls in (FixedArm, ScheduledArm, ControllerArm, UncertaintyArm, DWAArm, RLWArm, StateNetArm)
+}
 
 ArmOptions = Annotated[Union[tuple(cls.Options for cls in ARM_CLASSES.values())], Field(discriminator="kind")]
 

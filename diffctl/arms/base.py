@@ -8,7 +8,7 @@ outputs come from parameters receives gradients through the loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -76,6 +76,19 @@ class LossTerms:
 
 
 @dataclass
+class StepContext:
+    """The trainer's objects an arm may use to look beyond the step's own loss; arms read them, never step them.
+
+    ``loss_terms(model, encoding, x, index, rho)``: the trainer's unweighted terms (its config and generator
+    bound). ``draw_batch()``: a further training batch ``(x, index)`` drawn with the trainer's generator.
+    """
+
+    model: nn.Module
+    loss_terms: Callable[..., LossTerms]
+    draw_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
 class StepInputs:
     """What an arm may read to set one step's control, before decoding."""
 
@@ -86,6 +99,7 @@ class StepInputs:
     index: torch.Tensor
     encoding: Encoding
     extras: dict = field(default_factory=dict)
+    context: StepContext | None = None
 
 
 class Arm(nn.Module):
@@ -101,8 +115,21 @@ class Arm(nn.Module):
     def start_epoch(self, epoch: int, history: Sequence[dict], optimizer: torch.optim.Optimizer) -> None:
         """Called before each epoch with the records of the finished epochs."""
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the trainer's optimiser updates (with the model's). An arm whose network must not be
+        trained by the loss (the legacy StateNet) returns fewer than it holds."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def control(self, inputs: StepInputs) -> Control:
         raise NotImplementedError
+
+    def backward(self, total: torch.Tensor, inputs: StepInputs) -> None:
+        """Turn the step's total loss into ``.grad`` of the model's and the arm's parameters (before clipping).
+
+        Plain backpropagation by default; an arm whose parameters learn from another objective (a lookahead
+        controller) overrides it.
+        """
+        total.backward()
 
     def after_step(self, terms: LossTerms, control: Control, optimizer: torch.optim.Optimizer) -> None:
         """Called after the optimiser step with the step's terms and control."""
@@ -122,3 +149,41 @@ class Arm(nn.Module):
 
 def const(value: float) -> torch.Tensor:
     return torch.tensor(float(value))
+
+
+def floor_threshold(lower: float, scale: float = 1.0) -> float:
+    """The value at or under which a weight counts as at its floor: 1.01 * ``lower`` for a positive bound,
+    0.01 * ``scale`` for a bound of 0 (``scale``: the factor in front of the output's squashing function)."""
+    return 1.01 * lower if lower > 0 else 0.01 * scale
+
+
+class EpochMeans:
+    """Per-epoch means of named step values, summed as float64 tensors so that no step waits on ``.item()``.
+
+    Example::
+
+        means = EpochMeans()
+        means.add({"ce": torch.tensor(2.0)}); means.add({"ce": torch.tensor(4.0)})
+        means.result()  # {"ce": 3.0}
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, value in values.items():
+                value = value.detach().to(torch.float64).mean()
+                if name in self._sums:
+                    self._sums[name] += value
+                    self._counts[name] += 1
+                else:
+                    self._sums[name] = value.clone()
+                    self._counts[name] = 1
+
+    def result(self) -> dict[str, float]:
+        return {name: float(total) / self._counts[name] for name, total in self._sums.items()}

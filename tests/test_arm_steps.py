@@ -1,0 +1,28 @@
+"""The step benchmark: side-by-side timing of arms through Trainer.train_step, ratios to the fixed arm."""
+
+import math
+
+import pytest
+
+from benchmarks.arm_steps import BASELINE, arm_step_times
+from diffctl.config import load_config
+
+
+def test_ratios_are_relative_to_the_fixed_arm_which_is_added_when_missing():
+    config = load_config("configs/dwa.yaml")
+    result = arm_step_times(["uncertainty", ("dwa T=2", config)], steps=4, warmup=1)
+    assert list(result) == [BASELINE, "uncertainty", "dwa T=2"]
+    assert result[BASELINE]["ratio"] == 1.0
+    for label, row in result.items():
+        assert row["steps"] == 4
+        assert row["p25_ms"] <= row["median_ms"] <= row["p75_ms"]
+        base = result[BASELINE]["median_ms"]
+        assert row["ratio"] == pytest.approx(row["median_ms"] / base) and math.isfinite(row["ratio"])
+        assert 0.1 < row["ratio"] < 10  # the same model and batch: within an order of magnitude of fixed
+
+
+def test_duplicate_labels_and_unknown_entries_are_refused():
+    with pytest.raises(ValueError, match="'rlw' appears twice"):
+        arm_step_times(["rlw", "rlw"], steps=1)
+    with pytest.raises(ValueError, match="kinds_or_configs"):
+        arm_step_times([42], steps=1)
