@@ -30,11 +30,14 @@ def decoded_indices(logits: torch.Tensor) -> torch.Tensor:
 def categorical_draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One categorical draw per position from logits (..., 3): class indices (...), by inverse CDF.
 
-    Same distribution as ``torch.multinomial`` at about half its cost on 450,000 rows.
+    Works on the three class slices elementwise (a softmax over a last axis of 3 is several times slower on
+    450,000 rows); same distribution as ``torch.multinomial``.
     """
-    cdf = logits.softmax(-1).cumsum(-1)
-    u = torch.rand(logits.shape[:-1], generator=generator).unsqueeze(-1)
-    return (u > cdf[..., :-1]).sum(-1)
+    l0, l1, l2 = logits.unbind(-1)
+    top = torch.maximum(torch.maximum(l0, l1), l2)
+    e0, e1, e2 = (l0 - top).exp(), (l1 - top).exp(), (l2 - top).exp()
+    u = torch.rand(l0.shape, generator=generator) * (e0 + e1 + e2)
+    return (u > e0).long() + (u > e0 + e1).long()
 
 
 def coverage(indices: torch.Tensor) -> float:
@@ -92,6 +95,22 @@ def effective_dimension(mu: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+# Rows per forward pass in evaluation: 2,048 rows keep the 128-wide activations in cache; measured here about
+# 2x faster than one pass over 50,000 rows on one thread.
+CHUNK = 2048
+
+
+def encode_in_chunks(model: DualVAE, x: torch.Tensor) -> Encoding:
+    parts = [model.encode(part) for part in x.split(CHUNK)]
+    return Encoding(torch.cat([p.mu for p in parts], 1), torch.cat([p.logvar for p in parts], 1))
+
+
+def decode_in_chunks(model: DualVAE, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.decode`` of codes (2, N, latent) in row chunks."""
+    parts = [model.decode(part) for part in z.split(CHUNK, dim=1)]
+    return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
+
+
 @torch.inference_mode()
 def evaluate(
     model: DualVAE,
@@ -113,8 +132,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    enc_all = model.encode(data.trits)
-    logits_all = model.decode(enc_all.mu)
+    enc_all = encode_in_chunks(model, data.trits)
+    logits_all = decode_in_chunks(model, enc_all.mu)
     out: dict[str, float] = {}
 
     val = split.val
@@ -133,7 +152,7 @@ def evaluate(
         out[f"val_trit_acc_{name}"] = trit_accuracy(logits[val], x_val)
         out[f"recon_coverage_{name}"] = float((decoded_indices(logits) == data.index).float().mean())
         decoder = (model.vae_a, model.vae_b)[v].decoder
-        prior_logits = decoder(prior_z)
+        prior_logits = torch.cat([decoder(part) for part in prior_z.split(CHUNK)])
         out[f"sampled_coverage_{name}"] = coverage(trits_to_index(categorical_draw(prior_logits, g) - 1))
         out[f"prior_argmax_coverage_{name}"] = coverage(decoded_indices(prior_logits))
         out[f"kl_{name}"] = float(kl_val[v])
@@ -147,7 +166,7 @@ def evaluate(
         out[f"triplet_r_se_{name}"] = se
 
     if rho is not None:
-        logits_rho = model.decode(cross_inject(enc_all.mu, torch.tensor(rho)))
+        logits_rho = decode_in_chunks(model, cross_inject(enc_all.mu, torch.tensor(rho)))
         for v, name in enumerate(names):
             out[f"val_exact_match_at_rho_{name}"] = exact_match(logits_rho[v][val], x_val)
             out[f"recon_coverage_at_rho_{name}"] = float((decoded_indices(logits_rho[v]) == data.index).float().mean())

@@ -4,8 +4,9 @@ Encoder (A and B, separate weights): 9 -> 256 -> 128 -> 64, heads 64 -> 16 (mu) 
 Decoder A: 16 -> 32 -> 64 -> 27. Decoder B: 16 -> 128, two residual blocks h + W2 relu(W1 h), 128 -> 27.
 Logits are (B, 9, 3). Parameter counts: VAE-A 50,203, VAE-B 117,499.
 
-Both encoders run as one batched matrix product per layer (their weights stacked on a leading axis of 2):
-the same arithmetic as two separate calls, in half the operator launches.
+The two encoders run as two plain calls. Batching them into one ``baddbmm`` per layer (weights stacked on a
+leading axis of 2) was measured here: no faster per training step at batch 256 (8.85 vs 8.76 ms), and 1.7x
+slower in evaluation at 2,048 rows, where the broadcast input is copied for every layer.
 """
 
 from __future__ import annotations
@@ -85,12 +86,6 @@ class Encoding:
     logvar: torch.Tensor
 
 
-def _paired_linear(a: nn.Linear, b: nn.Linear, h: torch.Tensor) -> torch.Tensor:
-    weight = torch.stack((a.weight, b.weight)).transpose(1, 2)
-    bias = torch.stack((a.bias, b.bias)).unsqueeze(1)
-    return torch.baddbmm(bias, h, weight)
-
-
 class DualVAE(nn.Module):
     def __init__(self, latent_dim: int = 16) -> None:
         super().__init__()
@@ -99,18 +94,10 @@ class DualVAE(nn.Module):
         self.vae_b = VAE(Encoder(latent_dim), DecoderB(latent_dim))
 
     def encode(self, x: torch.Tensor) -> Encoding:
-        """Both encoders at once: x (B, 9) -> mu, logvar of shape (2, B, latent)."""
-        ea, eb = self.vae_a.encoder, self.vae_b.encoder
-        h = x.unsqueeze(0).expand(2, *x.shape)
-        for la, lb in zip(ea.layers, eb.layers):
-            h = F.relu(_paired_linear(la, lb, h))
-        # mu and logvar heads as one product: concatenate along the output axis, split after.
-        heads_w = torch.stack(
-            (torch.cat((ea.mu.weight, ea.logvar.weight)), torch.cat((eb.mu.weight, eb.logvar.weight)))
-        ).transpose(1, 2)
-        heads_b = torch.stack((torch.cat((ea.mu.bias, ea.logvar.bias)), torch.cat((eb.mu.bias, eb.logvar.bias))))
-        out = torch.baddbmm(heads_b.unsqueeze(1), h, heads_w)
-        return Encoding(out[..., : self.latent_dim], out[..., self.latent_dim :])
+        """Both encoders: x (B, 9) -> mu, logvar of shape (2, B, latent)."""
+        mu_a, logvar_a = self.vae_a.encoder(x)
+        mu_b, logvar_b = self.vae_b.encoder(x)
+        return Encoding(torch.stack((mu_a, mu_b)), torch.stack((logvar_a, logvar_b)))
 
     @staticmethod
     def sample(enc: Encoding, temperature: float | torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

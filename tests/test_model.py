@@ -10,7 +10,7 @@ def test_parameter_counts():
     assert param_count(model.vae_b) == 117_499
 
 
-def test_batched_encoders_equal_separate_calls():
+def test_encode_stacks_both_encoders():
     torch.manual_seed(0)
     model = DualVAE()
     x = torch.randint(-1, 2, (32, 9)).float()

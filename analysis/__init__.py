@@ -1,0 +1,12 @@
+"""The reading layer: a study directory -> pandas tables, comparisons against fixed lambda, the open
+questions, plots, report.md and the best-config export. Reads the files a study wrote; needs no running Ray.
+
+Example::
+
+    from analysis import load
+    trials, epochs = load("results/quick")
+"""
+
+from .load import StudyTables, load
+
+__all__ = ["StudyTables", "load"]

@@ -1,0 +1,52 @@
+"""Whether a controller learned or collapsed: per controller trial, the final epoch's ``*_at_floor``
+fractions, weights, rho and controller parameter drift, and a ``collapsed`` label.
+
+The rule: a weight sits at its floor when its ``<weight>_at_floor`` fraction (share of the epoch's steps
+within 1% of the lower bound) is at least ``AT_FLOOR`` in the trial's last finished epoch; the trial is
+``collapsed`` when at least ``COLLAPSED_WEIGHTS`` of the four weights do. The seed's literal controller pins
+w_kl, w_rank and w_ent (and usually w_recon) within a few epochs; a log-barrier controller keeps w_rank and
+w_ent off their floors, so it is not labelled collapsed even though w_recon and w_kl stay pinned.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from diffctl.arms import WEIGHT_NAMES
+
+from .load import StudyTables
+
+AT_FLOOR = 0.9
+COLLAPSED_WEIGHTS = 3
+SIGNALS = ("rho_mean", *(f"{w}_mean" for w in WEIGHT_NAMES), "controller_param_drift", "controller_grad_norm")
+
+
+def controller_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials whose records carry floor fractions (the arms with a learned controller)."""
+    columns = [c for c in trials.columns if c.startswith("final_") and c.endswith("_at_floor")]
+    if not columns:
+        return trials.iloc[0:0]
+    return trials[trials[columns].notna().any(axis=1)]
+
+
+def collapse_table(tables: StudyTables) -> pd.DataFrame:
+    """One row per controller trial (search and confirmation) with its floor fractions and the label."""
+    trials = controller_trials(tables.trials)
+    floor_columns = [c for c in trials.columns if c.startswith("final_") and c.endswith("_at_floor")]
+    signal_columns = [f"final_{s}" for s in SIGNALS if f"final_{s}" in trials.columns]
+    table = trials[["arm", "phase", "trial_id", "seed", "status", *floor_columns, *signal_columns]].copy()
+    table.columns = [c.removeprefix("final_") for c in table.columns]
+    weight_floors = [f"{w}_at_floor" for w in WEIGHT_NAMES if f"{w}_at_floor" in table.columns]
+    table["weights_at_floor"] = (table[weight_floors].astype(float) >= AT_FLOOR).sum(axis=1).astype(int)
+    table["collapsed"] = table["weights_at_floor"] >= COLLAPSED_WEIGHTS
+    return table.reset_index(drop=True)
+
+
+def collapse_by_arm(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and phase: controller trials, how many collapsed, and the mean final floor fractions."""
+    if table.empty:
+        return pd.DataFrame(columns=["arm", "phase", "trials", "collapsed"])
+    floors = [c for c in table.columns if c.endswith("_at_floor")]
+    grouped = table.groupby(["arm", "phase"], sort=False)
+    summary = grouped.agg(trials=("trial_id", "size"), collapsed=("collapsed", "sum"))
+    return summary.join(grouped[floors].mean()).reset_index()

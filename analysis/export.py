@@ -1,0 +1,139 @@
+"""``diffctl export STUDY_DIR [--arm A] --out best.yaml``: the confirmation-phase winner of an arm as a diffctl
+config with its provenance, so that ``diffctl train --config best.yaml`` and ``diffctl reproduce best.yaml`` run it.
+
+Which run: the arm's winning configuration is the search trial whose confirmation runs have the best mean
+selection metric; of its runs, the one with the first spec confirmation seed is exported (a fixed rule, not
+the luckiest seed). Without ``--arm``, the arm with the best such mean is exported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import diffctl
+from diffctl.config import config_from_dict, dump_config, load_config
+from diffctl.errors import InputError
+from diffctl.files import atomic_write_text, read_jsonl
+
+from .compare import t_interval, winner_runs
+from .load import StudyTables, build_tables
+
+VERSIONED_PACKAGES = ("torch", "ray", "optuna", "numpy", "diffctl")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of python and of the packages a result depends on (None when one is not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def source_commit() -> dict[str, Any] | None:
+    """The git commit of the diffctl sources and whether the checkout had local changes (None outside git)."""
+    where = Path(diffctl.__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def best_arm(tables: StudyTables) -> str:
+    """The arm whose winning configuration has the best mean selection metric on the confirmation seeds."""
+    selection = tables.spec.selection
+    column = f"final_{selection.metric}"
+    means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in tables.arms()}
+    means = {arm: m for arm, m in means.items() if m == m}
+    if not means:
+        raise InputError(f"{tables.study_dir}: no finished confirmation run to export")
+    return (min if selection.mode == "min" else max)(means, key=means.get)
+
+
+def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
+    runs = winner_runs(tables, arm)
+    if runs.empty:
+        raise InputError(f"--arm {arm}: no finished confirmation run to export")
+    order = {seed: i for i, seed in enumerate(tables.spec.confirm_seeds)}
+    ranked = runs.assign(order=runs["seed"].map(lambda s: order.get(s, len(order)))).sort_values(["order", "seed"])
+    return ranked.iloc[0]
+
+
+def provenance(tables: StudyTables, arm: str, run: pd.Series, record: dict, threads: int) -> dict[str, Any]:
+    """Where the exported config came from and the value ``diffctl reproduce`` must find again."""
+    selection = tables.spec.selection
+    confirm = t_interval(winner_runs(tables, arm)[f"final_{selection.metric}"].astype(float))
+    return {
+        "study": tables.spec.name,
+        "study_dir": str(tables.study_dir),
+        "arm": arm,
+        "phase": str(run["phase"]),
+        "trial_id": str(run["trial_id"]),
+        "source_trial": None if pd.isna(run["source_trial"]) else str(run["source_trial"]),
+        "selection_rule": {
+            "metric": selection.metric,
+            "mode": selection.mode,
+            "constraints": [c.text for c in tables.spec.constraints],
+            "rule": "best feasible search trial per arm; the configuration with the best confirmation mean; "
+            "its run with the first confirmation seed",
+        },
+        "objective": {"metric": selection.metric, "mode": selection.mode, "value": record[selection.metric],
+                      "epoch": int(record["epoch"])},
+        "objectives": {o.metric: record.get(o.metric) for o in tables.spec.objectives},
+        "confirmation": {k: (None if v != v else v) for k, v in confirm.items()},
+        "seed": int(run["seed"]),
+        "threads": threads,
+        "versions": package_versions(),
+        "git": source_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def export_best(study_dir: str | Path, arm: str | None, out: str | Path) -> Path:
+    """Write the chosen arm's confirmation winner as a diffctl config with provenance; return the path."""
+    out_path = Path(out).absolute()
+    if out_path.is_dir():
+        raise InputError(f"--out {out}: is a directory, not a file")
+    if not out_path.parent.is_dir():
+        raise InputError(f"--out {out}: parent directory {out_path.parent} does not exist")
+    tables = build_tables(study_dir)
+    if arm is None:
+        arm = best_arm(tables)
+    elif arm not in tables.arms():
+        raise InputError(f"--arm {arm}: no such arm (arms: {', '.join(tables.arms())})")
+    run = _exported_run(tables, arm)
+    trial_dir = tables.study_dir / run["trial_dir"]
+    config = load_config(trial_dir / "config.yaml")
+    records = [r for r in read_jsonl(trial_dir / "metrics.jsonl") if r.get("epoch") == run["final_epoch"]]
+    if not records or records[0].get(tables.spec.selection.metric) is None:
+        raise InputError(f"{trial_dir}: no {tables.spec.selection.metric} at epoch {run['final_epoch']}")
+    exported = config_from_dict(
+        {**config.to_dict(), "provenance": provenance(tables, arm, run, records[0], config.optim.threads)}
+    )
+    atomic_write_text(out_path, dump_config(exported))
+    return out_path
+
+
+def export_command(study_dir: str, arm: str | None, out: str) -> int:
+    """CLI entry: export and print what was written."""
+    path = export_best(study_dir, arm, out)
+    objective = load_config(path).provenance["objective"]
+    print(f"wrote {path}: {objective['metric']} = {objective['value']} at epoch {objective['epoch']}")
+    return 0

@@ -1,0 +1,206 @@
+"""Study directory -> two pandas tables, read from the files the study wrote (no running Ray).
+
+``trials``: one row per trial (search and confirmation): arm, phase, trial id, seed, status, wall time, every
+config key flattened into a dotted column (``optim.lr``, ``arm.kind``), ``final_<field>`` for every numeric
+field of the last finished epoch, ``best_<metric>`` over epochs for each objective, and the flags
+``diverged`` / ``errored`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with every record
+field. Diverged, errored and unfinished trials are kept and flagged, never dropped.
+
+Example::
+
+    tables = load("results/quick")
+    tables.trials.query("phase == 'confirm'").groupby("arm")["final_triplet_r_A"].mean()
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from diffctl.config import read_yaml_file
+from diffctl.errors import InputError
+from diffctl.files import atomic_write_bytes, read_jsonl
+
+from .spec import StudySpec, holds, read_spec
+
+PHASES = ("search", "confirm")
+USABLE_STATUSES = ("ok", "stopped")
+ID_COLUMNS = ["arm", "phase", "trial_id"]
+TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
+
+
+@dataclass
+class StudyTables:
+    """The spec and the two tables of one study directory."""
+
+    study_dir: Path
+    spec: StudySpec
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+
+    def __iter__(self):
+        """Unpack as ``trials, epochs = load(study_dir)``."""
+        return iter((self.trials, self.epochs))
+
+    def fixed_arm(self) -> str | None:
+        """The fixed-lambda reference arm: the first arm (spec order) whose config has ``arm.kind: fixed``."""
+        for arm in self.spec.arms:
+            kinds = self.trials.loc[self.trials["arm"] == arm, "arm.kind"]
+            if (kinds == "fixed").any() or (kinds.empty and _spec_kind(self.spec.arms[arm]) == "fixed"):
+                return arm
+        return None
+
+    def arms(self) -> list[str]:
+        """Arms in spec order, then any arm found on disk but missing from the spec."""
+        seen = list(self.spec.arms)
+        return seen + sorted(set(self.trials["arm"]) - set(seen))
+
+
+def _spec_kind(arm_spec: dict[str, Any]) -> str | None:
+    config = arm_spec.get("config") or {}
+    arm = config.get("arm")
+    return arm.get("kind") if isinstance(arm, dict) else config.get("arm.kind")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"section.key": value}``; lists become comma-joined strings so that they group."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(str(v) for v in value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+def trial_dirs(study_dir: Path) -> list[tuple[str, Path]]:
+    """(phase, directory) of every trial: each directory under search/ or confirm/ holding a trial.json."""
+    found = []
+    for phase in PHASES:
+        root = study_dir / phase
+        if root.is_dir():
+            found += [(phase, p.parent) for p in sorted(root.rglob("trial.json"))]
+    return found
+
+
+def _trial_row(
+    study_dir: Path, phase: str, trial_dir: Path, records: list[dict], spec: StudySpec
+) -> dict[str, Any]:
+    info = _read_json(trial_dir / "trial.json")
+    config_path = trial_dir / "config.yaml"
+    config = read_yaml_file(config_path) if config_path.is_file() else {}
+    config = config if isinstance(config, dict) else {}
+    config.pop("provenance", None)
+    row: dict[str, Any] = {
+        "arm": str(info.get("arm", trial_dir.parent.name)),
+        "phase": str(info.get("phase", phase)),
+        "trial_id": str(info.get("trial_id", trial_dir.name)),
+        "seed": info.get("seed", config.get("seed")),
+        "status": info.get("status", "running"),
+        "reason": info.get("reason"),
+        "epochs_done": info.get("epochs_done", len(records)),
+        "wall_time_s": float(info.get("wall_time_s") or 0.0),
+        "source_trial": info.get("source_trial"),
+        "params": json.dumps(info.get("params") or {}, sort_keys=True),
+        "trial_dir": str(trial_dir.relative_to(study_dir)),
+        # Ray's trial ids are random: config.yaml, written once when a trial starts, dates its start instead.
+        "started_at": (config_path if config_path.is_file() else trial_dir / "trial.json").stat().st_mtime,
+    }
+    # Keys the study layer may add to trial.json later (e.g. source_feasible) become columns as they are.
+    row.update({k: v for k, v in info.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
+    # A record's status can be more recent than trial.json's if the trial died between the two writes.
+    if records and records[-1].get("status") == "diverged" and row["status"] in ("running", "ok"):
+        row["status"], row["reason"] = "diverged", records[-1].get("reason")
+    row.update({k: v for k, v in flatten(config).items() if k != "seed"})
+    finished = [r for r in records if r.get("status") == "ok"]
+    row["final_epoch"] = finished[-1]["epoch"] if finished else None
+    if finished:
+        row.update({f"final_{k}": v for k, v in finished[-1].items() if _is_number(v) and k != "epoch"})
+    for objective in spec.tracked_objectives():
+        values = [r[objective.metric] for r in finished if _is_number(r.get(objective.metric))]
+        row[f"best_{objective.metric}"] = (min if objective.mode == "min" else max)(values) if values else None
+    return row
+
+
+def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    trials["diverged"] = trials["status"] == "diverged"
+    trials["errored"] = trials["status"] == "error"
+    trials["usable"] = trials["status"].isin(USABLE_STATUSES) & trials["final_epoch"].notna()
+    feasible = trials["usable"].copy()
+    for constraint in spec.constraints:
+        column = trials.get(f"final_{constraint.metric}", pd.Series(math.nan, index=trials.index))
+        feasible &= column.map(lambda value, c=constraint: holds(c, value)).astype(bool)
+    trials["feasible"] = feasible
+    return trials
+
+
+def _uniform_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every object column one Python type (as text when mixed) so that Parquet can store it."""
+    for column in frame.columns[frame.dtypes == object]:
+        kinds = {type(v) for v in frame[column].dropna()}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))
+    return frame
+
+
+def build_tables(study_dir: str | Path) -> StudyTables:
+    """Read every trial of ``study_dir`` into :class:`StudyTables` (nothing is written)."""
+    root = Path(study_dir).absolute()
+    if not root.is_dir():
+        raise InputError(f"{study_dir}: " + ("not a directory" if root.exists() else "no such study directory"))
+    spec = read_spec(root)
+    rows, epoch_rows = [], []
+    for phase, trial_dir in trial_dirs(root):
+        metrics_path = trial_dir / "metrics.jsonl"
+        try:
+            records = read_jsonl(metrics_path) if metrics_path.is_file() else []
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{metrics_path}: unreadable ({type(exc).__name__})") from None
+        row = _trial_row(root, phase, trial_dir, records, spec)
+        rows.append(row)
+        ids = {k: row[k] for k in (*ID_COLUMNS, "seed")}
+        epoch_rows += [{**ids, **record} for record in records]
+    if not rows:
+        raise InputError(f"{study_dir}: no trials yet (no trial.json under search/ or confirm/)")
+    trials = _flag(_uniform_types(pd.DataFrame(rows)), spec)
+    epochs = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=[*ID_COLUMNS, "seed", "epoch"])
+    epochs = _uniform_types(epochs)
+    return StudyTables(root, spec, trials, epochs)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as Parquet atomically (a reader never sees a half-written table)."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load(study_dir: str | Path) -> StudyTables:
+    """Read a study directory into tables and save them as trials.parquet / epochs.parquet beside it."""
+    tables = build_tables(study_dir)
+    write_parquet(tables.trials, tables.study_dir / TRIALS_FILE)
+    write_parquet(tables.epochs, tables.study_dir / EPOCHS_FILE)
+    return tables

@@ -1,0 +1,193 @@
+"""The study's figures as PNG files under ``<study>/plots/`` (matplotlib, Agg backend, written atomically).
+
+objective_per_arm.png: each objective per arm on the confirmation seeds (mean, 95% t-interval, every seed);
+learning_curves.png: the objectives and recon coverage over epochs per arm (confirmation runs of the winner);
+control_signals.png: rho and the weights over epochs for the best controller and the seed-literal one (each
+arm's winner when the study has no controller); optimization_history.png: the selection metric of each arm's
+search trials in the order they started, with the best feasible value so far.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from diffctl.arms import WEIGHT_NAMES  # noqa: E402
+from diffctl.files import atomic_write_bytes  # noqa: E402
+
+from .collapse import controller_trials  # noqa: E402
+from .compare import winner_runs  # noqa: E402
+from .load import StudyTables  # noqa: E402
+
+PLOTS_DIR = "plots"
+SIGNALS = ("rho_mean", *(f"{w}_mean" for w in WEIGHT_NAMES))
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _grid(n: int, width: float = 4.5, height: float = 3.2) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained"
+    )
+    flat = list(axes.ravel())
+    for ax in flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and trial numbers
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) -> Path:
+    """Mean and 95% t-interval of each objective per arm on the confirmation seeds, with every seed's value."""
+    objectives = tables.spec.tracked_objectives()
+    arms = tables.arms()
+    fig, axes = _grid(len(objectives))
+    for ax, o in zip(axes, objectives):
+        rows = summary[summary["metric"] == o.metric].set_index("arm").reindex(arms)
+        x = np.arange(len(arms))
+        mean = rows["mean"].to_numpy(float)
+        err = np.vstack([mean - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - mean])
+        ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=5, color="black", label="mean, 95% CI")
+        for i, arm in enumerate(arms):
+            values = winner_runs(tables, arm).get(f"final_{o.metric}", pd.Series(dtype=float)).astype(float)
+            ax.scatter(np.full(len(values), i + 0.12), values, s=14, alpha=0.6)
+        ax.set_xticks(x, arms, rotation=20)
+        ax.set_title(f"{o.metric} ({o.mode})")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Confirmation seeds: winner configuration of each arm")
+    return _save(fig, path)
+
+
+def learning_curves(tables: StudyTables, path: Path) -> Path:
+    """Objectives and recon coverage over epochs: mean over the winner's confirmation runs, min-max band."""
+    metrics = [o.metric for o in tables.spec.tracked_objectives()]
+    metrics += [m for m in ("recon_coverage_A", "recon_coverage_B") if m not in metrics]
+    epochs = tables.epochs
+    fig, axes = _grid(len(metrics))
+    for arm in tables.arms():
+        ids = set(winner_runs(tables, arm)["trial_id"])
+        runs = epochs[(epochs["phase"] == "confirm") & (epochs["arm"] == arm) & epochs["trial_id"].isin(ids)]
+        for ax, metric in zip(axes, metrics):
+            if metric not in runs or runs[metric].isna().all():
+                continue
+            by_epoch = runs.groupby("epoch")[metric].agg(["mean", "min", "max"])
+            line, = ax.plot(by_epoch.index, by_epoch["mean"], marker=".", label=arm)
+            ax.fill_between(by_epoch.index, by_epoch["min"], by_epoch["max"], alpha=0.2, color=line.get_color())
+    for ax, metric in zip(axes, metrics):
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _first_run(tables: StudyTables, trials: pd.DataFrame) -> pd.Series | None:
+    """The confirmation run (else the search trial) with the lowest seed among ``trials``."""
+    for phase in ("confirm", "search"):
+        chosen = trials[(trials["phase"] == phase) & trials["epochs_done"].gt(0)].sort_values(["seed", "trial_id"])
+        if not chosen.empty:
+            return chosen.iloc[0]
+    return None
+
+
+SEED_LITERAL = {"arm.kind": "controller", "arm.regularizer": "none", "arm.objective": "same_loss"}
+
+
+def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
+    """(label, trial row) of the best controller and the seed-literal controller; each arm's winner if none.
+
+    Best controller: the controller arm whose winning configuration has the best confirmation mean of the
+    selection metric. Seed-literal: a controller trial without regulariser, trained on the same loss.
+    """
+    controllers = controller_trials(tables.trials)
+    selection = tables.spec.selection
+    column = f"final_{selection.metric}"
+    picked: list[tuple[str, pd.Series]] = []
+    means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in controllers["arm"].unique()}
+    means = {arm: m for arm, m in means.items() if m == m}
+    if means:
+        best_arm = (min if selection.mode == "min" else max)(means, key=means.get)
+        row = _first_run(tables, winner_runs(tables, best_arm))
+        if row is not None:
+            picked.append((f"best controller: {best_arm}", row))
+    literal = controllers
+    for key, value in SEED_LITERAL.items():
+        literal = literal[literal[key] == value] if key in literal else literal.iloc[0:0]
+    row = _first_run(tables, literal)
+    if row is not None and not any(row["trial_dir"] == other["trial_dir"] for _, other in picked):
+        picked.append((f"seed-literal: {row['arm']}", row))
+    if not picked:
+        for arm in tables.arms():
+            row = _first_run(tables, winner_runs(tables, arm))
+            if row is not None:
+                picked.append((f"{arm} (winner)", row))
+    return picked
+
+
+def control_signals(tables: StudyTables, path: Path) -> Path:
+    """rho_mean and w_*_mean over epochs for the trials of :func:`signal_trials`."""
+    epochs = tables.epochs
+    fig, axes = _grid(len(SIGNALS))
+    for label, row in signal_trials(tables):
+        mine = epochs[(epochs["arm"] == row["arm"]) & (epochs["phase"] == row["phase"])
+                      & (epochs["trial_id"] == row["trial_id"])]
+        for ax, signal in zip(axes, SIGNALS):
+            if signal in mine:
+                ax.plot(mine["epoch"], mine[signal], marker=".", label=f"{label} (seed {row['seed']})")
+    for ax, signal in zip(axes, SIGNALS):
+        ax.set_title(signal)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def optimization_history(tables: StudyTables, path: Path) -> Path:
+    """Per arm: the selection metric of each search trial in start order and the best feasible so far."""
+    selection = tables.spec.selection
+    column = f"final_{selection.metric}"
+    arms = tables.arms()
+    fig, axes = _grid(len(arms))
+    search = tables.trials[tables.trials["phase"] == "search"]
+    for ax, arm in zip(axes, arms):
+        mine = search[search["arm"] == arm].sort_values(["started_at", "trial_id"]).reset_index(drop=True)
+        values = mine[column].astype(float) if column in mine else pd.Series(np.nan, index=mine.index)
+        feasible = mine["feasible"].astype(bool)
+        ax.scatter(mine.index[feasible], values[feasible], color="tab:green", label="feasible")
+        ax.scatter(mine.index[~feasible], values[~feasible], color="tab:red", marker="x", label="infeasible")
+        for i in mine.index[~mine["usable"]]:
+            ax.axvline(i, color="tab:red", alpha=0.3, linestyle=":")
+        running = values.where(feasible)
+        running = running.cummin() if selection.mode == "min" else running.cummax()
+        ax.step(mine.index, running, where="post", color="black", label="best feasible so far")
+        ax.set_title(arm)
+        ax.set_xlabel("search trial, in start order (dotted: did not finish)")
+        ax.set_ylabel(selection.metric)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def make_plots(tables: StudyTables, summary: pd.DataFrame) -> dict[str, Path]:
+    """Write every figure under ``<study>/plots/`` and return their paths by name."""
+    out = Path(tables.study_dir) / PLOTS_DIR
+    out.mkdir(exist_ok=True)
+    return {
+        "objective_per_arm": objective_per_arm(tables, summary, out / "objective_per_arm.png"),
+        "learning_curves": learning_curves(tables, out / "learning_curves.png"),
+        "control_signals": control_signals(tables, out / "control_signals.png"),
+        "optimization_history": optimization_history(tables, out / "optimization_history.png"),
+    }

@@ -1,0 +1,104 @@
+"""Benchmark of the study layer: the tiny study (``study/specs/tiny.yaml``: 2 arms x 2 trials, then each arm's
+best on 2 seeds) on a local Ray with 2 concurrent trials, against the same trials run one after another in one
+process without Ray.
+
+Prints the measured figures: Ray's start, the phases' wall time, the serial time, the speed-up (goal >= 1.7x
+on 2 cores) and Ray's overhead per trial, (phases wall x concurrency - serial compute) / trials (goal <= 1 s).
+The study runs one Tuner per arm and phase (4 here); each pays a fixed start (new trial actors that import
+torch), shown as the phases' wall time outside the trials' own time, per Tuner. Trials of the tiny study last
+a second or two, so that fixed start dominates; ``--epochs 12`` (the quick study's length) shows it shrink.
+
+    python -m benchmarks.study_bench [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import yaml
+
+from diffctl.config import load_config
+from diffctl.train import train
+from study.runner import connect, create_study_dir, run_phases
+from study.spec import load_spec
+
+CONCURRENT = 2
+TINY_SPEC = Path(__file__).resolve().parents[1] / "study" / "specs" / "tiny.yaml"
+
+
+def tiny_spec(epochs: int) -> dict:
+    """The tiny study (2 arms x 2 trials, each arm's best on 2 seeds: 8 trials) with ``epochs`` epochs. One of
+    its search trials diverges at once; the serial run repeats it too, so both sides do the same work."""
+    spec = yaml.safe_load(TINY_SPEC.read_text(encoding="utf-8"))
+    spec.update(name="bench", epochs=epochs)
+    return spec
+
+
+def run_on_ray(root: Path, epochs: int) -> tuple[Path, float, float]:
+    """Run the tiny study; returns its directory, Ray's start time and the phases' wall time."""
+    spec_path = root / "bench.yaml"
+    spec_path.write_text(yaml.safe_dump(tiny_spec(epochs), sort_keys=False), encoding="utf-8")
+    spec = load_spec(spec_path)
+    assert spec.max_concurrent == CONCURRENT
+    study_dir = root / "results" / "bench"
+    start = time.perf_counter()
+    connect(spec, None)
+    ray_start = time.perf_counter() - start
+    try:
+        create_study_dir(study_dir, spec, None)
+        start = time.perf_counter()
+        run_phases(study_dir, spec)
+        phases = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    return study_dir, ray_start, phases
+
+
+def trial_time_in_ray(study_dir: Path) -> float:
+    """The trials' own wall time under Ray (trial.json), summed."""
+    return sum(json.loads(p.read_text())["wall_time_s"] for p in study_dir.glob("*/*/*/trial.json"))
+
+
+def run_serially(study_dir: Path) -> tuple[int, float]:
+    """Train every trial config of the study one after another in this process; returns (trials, seconds)."""
+    configs = sorted(study_dir.glob("*/*/*/config.yaml"))
+    start = time.perf_counter()
+    for path in configs:
+        for _ in train(load_config(path)):
+            pass
+    return len(configs), time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per trial (default 2, the tiny study)")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="study_bench_"))
+    try:
+        study_dir, ray_start, phases = run_on_ray(root, args.epochs)
+        in_ray = trial_time_in_ray(study_dir)
+        trials, serial = run_serially(study_dir)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    overhead = (phases * CONCURRENT - serial) / trials
+    tuners = 2 * len(tiny_spec(args.epochs)["arms"])
+    print(f"tiny study: {trials} trials of {args.epochs} epochs, {CONCURRENT} concurrent, {os.cpu_count()} cores")
+    print(f"  ray start             {ray_start:7.1f} s")
+    print(f"  ray phases (wall)     {phases:7.1f} s")
+    print(f"  serial, no Ray        {serial:7.1f} s   ({serial / trials:.2f} s per trial)")
+    print(f"  trial time under Ray  {in_ray:7.1f} s   (summed over trials, {CONCURRENT} at a time)")
+    print(f"  speed-up              {serial / phases:7.2f} x   (goal >= 1.7 x; with Ray's start: {serial / (phases + ray_start):.2f} x)")
+    print(f"  Ray overhead / trial  {overhead:7.2f} s   (goal <= 1 s)")
+    outside = (phases - in_ray / CONCURRENT) / tuners
+    print(f"  outside trials/Tuner  {outside:7.2f} s   ({tuners} Tuners, one per arm and phase: actors, imports)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The Optuna search of one arm: Ray's ``OptunaSearch`` over the arm's define-by-run space, a seeded TPE
+sampler, and the study's Optuna storage (``<study>/optuna.journal``, one Optuna study per arm, named by the arm
+label) so that ``optuna.load_study`` and optuna-dashboard read it afterwards.
+
+``ArmSearch`` adds what the plain searcher does not store: each Optuna trial carries the Ray trial id
+(user attr ``ray_trial_id``), its final ``status``, the epochs it ran (``epochs``) and the spec's constraints
+(``Trial.set_constraint``), so that Optuna's feasibility-aware TPE and ``best_trial`` see the same feasibility
+the study's selection uses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+# Import Optuna directly first: Ray's wrapper hides a broken Optuna install behind "Optuna must be installed!".
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from .objectives import constraint_values, objective_key
+from .space import SearchSpace
+from .spec import StudySpec
+
+JOURNAL_FILE = "optuna.journal"
+
+
+def journal_storage(study_dir: Path) -> JournalStorage:
+    """The study's Optuna storage (a journal file beside the Ray experiments)."""
+    return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+
+
+def tpe_sampler(spec: StudySpec) -> optuna.samplers.TPESampler:
+    """Seeded TPE; ``group=True`` models each conditional sub-space on its own (it needs multivariate)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group is "experimental"
+        return optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True)
+
+
+class ArmSearch(OptunaSearch):
+    """OptunaSearch for one arm of a study; the Optuna study is named by the arm label."""
+
+    def __init__(self, spec: StudySpec, arm: str, storage: JournalStorage) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per arm is noise here
+        metrics = [objective_key(o.metric) for o in spec.objectives]
+        modes = [o.mode for o in spec.objectives]
+        single = len(metrics) == 1
+        super().__init__(
+            space=SearchSpace(spec.arms[arm].space),
+            metric=metrics[0] if single else metrics,
+            mode=modes[0] if single else modes,
+            sampler=tpe_sampler(spec),
+            study_name=arm,
+            storage=storage,
+        )
+        self._study_spec = spec
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([o.metric for o in spec.objectives])
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials and not _told(ot_trial):
+            epochs = int(result.get("epoch", 0)) if result else 0
+            status = "error" if error else (result or {}).get("status", "stopped")
+            if status == "ok" and epochs < self._study_spec.epochs:
+                status = "stopped"
+            ot_trial.set_user_attr("status", status)
+            ot_trial.set_user_attr("epochs", epochs)
+            if result and not error:
+                for key, value in constraint_values(self._study_spec, result).items():
+                    ot_trial.set_constraint(key, value)
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _told(ot_trial: Any) -> bool:
+    """Whether the journal already holds this trial's end (told before the driver was killed and resumed)."""
+    return ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
+
+
+def close_orphans(storage: JournalStorage, arm: str) -> int:
+    """Mark FAIL the Optuna trials of a finished arm that are still RUNNING: asked by a driver that was killed
+    before Ray recorded the trial, they were never run. Returns how many."""
+    study = optuna.load_study(study_name=arm, storage=storage)
+    orphans = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for trial in orphans:
+        storage.set_trial_user_attr(trial._trial_id, "status", "orphan")
+        study.tell(trial.number, state=TrialState.FAIL)
+    return len(orphans)

@@ -1,0 +1,84 @@
+"""The study directory's ``state.json`` (which phase of which arm is running or done, for resume and status)
+and the summary that ``diffctl study status`` prints from the trial files, without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from diffctl.config import read_yaml_file
+from diffctl.errors import InputError
+from diffctl.files import atomic_write_text
+
+from .objectives import is_feasible, selection_value
+from .spec import StudySpec, spec_from_dict
+from .trialdir import CONFIRM, DIVERGED, ERROR, OK, RUNNING, SEARCH, STOPPED, TrialSummary, read_trials
+
+STATE_FILE, SPEC_FILE = "state.json", "spec.yaml"
+PHASE_RUNNING, PHASE_DONE = "running", "done"
+
+
+def new_state(name: str, address: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "phases": {SEARCH: {}, CONFIRM: {}},
+        "ray_address": address,
+    }
+
+
+def read_state(study_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((study_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{study_dir}: not a study directory (no {STATE_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{study_dir / STATE_FILE}: unreadable ({exc})") from None
+
+
+def write_state(study_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write_text(study_dir / STATE_FILE, json.dumps(state, indent=1) + "\n")
+
+
+def set_phase(study_dir: Path, phase: str, arm: str, value: str) -> None:
+    state = read_state(study_dir)
+    state["phases"][phase][arm] = value
+    write_state(study_dir, state)
+
+
+def saved_spec(study_dir: Path) -> StudySpec:
+    """The resolved spec a study was started with (schema-checked only: it passed every check at start)."""
+    return spec_from_dict(read_yaml_file(study_dir / SPEC_FILE))
+
+
+def best_trial(spec: StudySpec, trials: list[TrialSummary]) -> TrialSummary | None:
+    """The best feasible finished trial by the spec's selection rule, or None."""
+    feasible = [t for t in trials if t.status == OK and is_feasible(spec, t.last)]
+    return max(feasible, key=lambda t: selection_value(spec, t.last), default=None)
+
+
+def status_lines(study_dir: Path) -> list[str]:
+    """A table of trials done / running / failed per arm and phase, with the best selection value so far."""
+    state = read_state(study_dir)
+    spec = saved_spec(study_dir)
+    assert spec.selection is not None
+    lines = [f"study {state['name']} at {study_dir} (created {state['created']})"]
+    header = f"{'phase':8} {'arm':20} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
+    lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
+    for phase in (SEARCH, CONFIRM):
+        for arm, arm_spec in spec.arms.items():
+            trials = read_trials(study_dir / phase / arm)
+            phase_state = state["phases"][phase].get(arm, "pending")
+            bound = spec.confirm.top_k * len(spec.confirm.seeds)
+            total = arm_spec.budget if phase == SEARCH else (len(trials) or bound)
+            count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
+            best = best_trial(spec, trials)
+            shown = f"{best.last[spec.selection.metric]:.4f} ({best.trial_id})" if best else "-"
+            lines.append(
+                f"{phase:8} {arm:20} {phase_state:8} {count[OK]:>4} {count[STOPPED]:>4} {count[DIVERGED]:>4} "
+                f"{count[ERROR]:>4} {count[RUNNING]:>4} {total:>5}  {shown}"
+            )
+    return lines

@@ -1,0 +1,137 @@
+"""The Ray Tune function trainable: one trial is one diffctl training run, epoch by epoch.
+
+Every epoch it saves ``Trainer.state_dict()`` to ``trainer.pt`` and rewrites ``metrics.jsonl`` and
+``trial.json``, all atomically, in the trial directory (``config.yaml`` once), then calls
+``tune.report(record + told objectives)``. A trial Ray restarts (after a crash or ``study resume``) continues
+from ``trainer.pt``, so its records are the ones an uninterrupted run would have written; one whose
+``trial.json`` is already final reports its last record again and trains nothing. ``trainer.pt`` is removed
+when the trial ends. The torch thread count is the spec's ``cpus_per_trial`` (the CPUs Ray reserves for the
+trial), pinned by the Trainer.
+
+Why not Ray checkpoints (``tune.report(checkpoint=...)`` / ``tune.get_checkpoint()``): keeping one per trial
+(``CheckpointConfig(num_to_keep=1)``) deletes the previous checkpoint before the next experiment snapshot; a
+driver killed in between leaves a snapshot naming a deleted checkpoint, and ``Tuner.restore`` then fails the
+trial ("Could not recover from checkpoint as it does not exist on storage anymore", reproduced by the kill test
+of tests/test_study.py). Keeping them all costs ~2 MB per epoch and trial. The trial directory already holds
+the newest state, never older than the records beside it.
+
+A diverged record ends the trial normally (status ``diverged``, see ``objectives`` for what Optuna is told);
+an exception marks the trial ``error`` with a one-line reason and is re-raised so that Ray records it while
+the study goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from diffctl.config import config_from_dict
+from diffctl.files import atomic_torch_save
+from diffctl.train import Trainer
+
+from .objectives import tune_metrics
+from .spec import StudySpec
+from .trialdir import (
+    DIVERGED,
+    ERROR,
+    OK,
+    RUNNING,
+    SEARCH,
+    LOCK_FILE,
+    STATE_FILE,
+    TrialInfo,
+    one_line,
+    read_info,
+    read_metrics,
+    write_config,
+    write_info,
+    write_metrics,
+)
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial of one phase of one arm shares; handed to the trainable with ``tune.with_parameters``.
+
+    Search trials receive their sampled flat params as the Ray config; confirmation trials receive
+    ``{"source_trial": id, "seed": s}`` and look the params up in ``sources``.
+    """
+
+    spec: StudySpec
+    arm: str
+    phase: str
+    experiment_dir: str
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def trial_info(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
+        if self.phase == SEARCH:
+            return TrialInfo(self.arm, self.phase, trial_id, params=dict(config), seed=-1)
+        source = self.sources[config["source_trial"]]
+        return TrialInfo(
+            self.arm,
+            self.phase,
+            trial_id,
+            params=dict(source["params"]),
+            seed=int(config["seed"]),
+            source_trial=config["source_trial"],
+            source_feasible=source["feasible"],
+        )
+
+
+def train_trial(config: dict[str, Any], job: TrialJob) -> None:
+    """Ray Tune function trainable (wrap with ``tune.with_parameters(train_trial, job=...)``)."""
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(job.experiment_dir) / trial_id
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    # A worker of a killed driver finishes its epoch before it notices: a resumed trial waits for it to exit.
+    with open(trial_dir / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run(trial_dir, trial_id, config, job)
+
+
+def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) -> None:
+    previous = read_info(trial_dir)
+    if previous is not None and previous["status"] in (OK, DIVERGED):
+        # It ended before the driver recorded that: report its last record again, leave its files alone.
+        (trial_dir / STATE_FILE).unlink(missing_ok=True)
+        last = read_metrics(trial_dir)[-1]
+        tune.report({**last, **tune_metrics(job.spec, last)})
+        return
+    info = job.trial_info(trial_id, config)
+    earlier_wall = info.wall_time_s = previous["wall_time_s"] if previous else 0.0
+    start = time.perf_counter()
+    try:
+        seed = None if job.phase == SEARCH else info.seed
+        trial_config = config_from_dict(job.spec.trial_config(job.arm, info.params, seed))
+        info.seed = trial_config.seed
+        trainer = Trainer(trial_config)
+        if (trial_dir / STATE_FILE).exists():  # restarted (crash, resume): continue from the last epoch saved
+            trainer.load_state_dict(torch.load(trial_dir / STATE_FILE, weights_only=True))
+        write_config(trial_dir, trial_config)
+        write_metrics(trial_dir, trainer.history)
+        info.epochs_done = trainer.epoch
+        write_info(trial_dir, info)
+        while not trainer.finished:
+            record = trainer.run_epoch()
+            if not trainer.finished:
+                atomic_torch_save(trial_dir / STATE_FILE, trainer.state_dict())
+            write_metrics(trial_dir, trainer.history)
+            info.status = record["status"] if trainer.finished else RUNNING
+            info.reason = record.get("reason")
+            info.epochs_done = trainer.epoch
+            info.wall_time_s = earlier_wall + time.perf_counter() - start
+            write_info(trial_dir, info)
+            if trainer.finished:
+                (trial_dir / STATE_FILE).unlink(missing_ok=True)  # its records say all; ~2 MB less per trial
+            tune.report({**record, **tune_metrics(job.spec, record)})
+    except Exception as exc:
+        info.status, info.reason = ERROR, one_line(exc)
+        info.wall_time_s = earlier_wall + time.perf_counter() - start
+        write_info(trial_dir, info)
+        raise

@@ -1,0 +1,123 @@
+"""The files of one trial directory — ``config.yaml``, ``metrics.jsonl``, ``trial.json`` (see ``LAYOUT.md``) —
+written atomically by the trainable every epoch and read back by selection, progress and ``study status``.
+
+Trial directories are named by the Ray trial id (``trial_dirname``), so that the trainable, the driver and
+``analysis`` find a trial's files from its id alone: ``<study>/<phase>/<arm>/<trial_id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from diffctl.config import Config, dump_config
+from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
+
+CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
+STATE_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
+LOCK_FILE = ".lock"  # held (flock) by the process training the trial
+RUNNING, OK, DIVERGED, ERROR, STOPPED = "running", "ok", "diverged", "error", "stopped"
+FINISHED = (OK, DIVERGED, ERROR, STOPPED)
+SEARCH, CONFIRM = "search", "confirm"
+
+
+def trial_dirname(trial: Any) -> str:
+    """Ray's ``trial_dirname_creator``: a trial's directory is its id."""
+    return trial.trial_id
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass
+class TrialInfo:
+    """The content of ``trial.json``."""
+
+    arm: str
+    phase: str
+    trial_id: str
+    params: dict[str, Any]
+    seed: int
+    status: str = RUNNING
+    reason: str | None = None
+    epochs_done: int = 0
+    wall_time_s: float = 0.0
+    source_trial: str | None = None
+    source_feasible: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.phase == SEARCH:
+            del data["source_trial"], data["source_feasible"]
+        return data
+
+
+def write_config(trial_dir: Path, config: Config) -> None:
+    atomic_write_text(trial_dir / CONFIG_FILE, dump_config(config))
+
+
+def write_metrics(trial_dir: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_jsonl(trial_dir / METRICS_FILE, records)
+
+
+def write_info(trial_dir: Path, info: TrialInfo) -> None:
+    atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info.to_dict(), indent=1, allow_nan=False) + "\n")
+
+
+def read_info(trial_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((trial_dir / TRIAL_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return read_jsonl(trial_dir / METRICS_FILE)
+    except FileNotFoundError:
+        return []
+
+
+@dataclass
+class TrialSummary:
+    """A trial as read back from its directory: ``trial.json`` and the last record of ``metrics.jsonl``."""
+
+    dir: Path
+    info: dict[str, Any]
+    last: dict[str, Any]
+
+    @property
+    def trial_id(self) -> str:
+        return self.info["trial_id"]
+
+    @property
+    def status(self) -> str:
+        return self.info["status"]
+
+
+def read_trials(experiment_dir: Path) -> list[TrialSummary]:
+    """Every trial directory (with a ``trial.json``) of one Ray experiment, in trial-id order."""
+    out = []
+    if experiment_dir.is_dir():
+        for trial_dir in sorted(p for p in experiment_dir.iterdir() if p.is_dir()):
+            info = read_info(trial_dir)
+            if info is not None:
+                records = read_metrics(trial_dir)
+                out.append(TrialSummary(trial_dir, info, records[-1] if records else {}))
+    return out
+
+
+def mark_finished(trial_dir: Path, status: str, reason: str | None) -> None:
+    """Set the final status of a trial that Ray ended without its trainable saying so (ASHA stop, a crash, a
+    trial abandoned by a killed driver). A stopped trial will not continue: its saved state goes."""
+    info = read_info(trial_dir)
+    if info is not None and info["status"] == RUNNING:
+        info.update(status=status, reason=reason)
+        atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info, indent=1, allow_nan=False) + "\n")
+        if status == STOPPED:
+            (trial_dir / STATE_FILE).unlink(missing_ok=True)

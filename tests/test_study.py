@@ -1,0 +1,217 @@
+"""End to end on a local Ray: the tiny study (2 arms x 2 trials x 2 epochs, confirmation on 2 seeds) leaves
+per-trial records for every trial and an Optuna storage that ``optuna.load_study`` reads; a study whose driver
+is killed resumes without rerunning or losing a trial.
+
+One study serves every test (module fixture): ``diffctl study run`` is killed mid-search and resumed with
+``diffctl study resume``; the tests read the finished directory.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from diffctl.cli import main
+from diffctl.config import load_config
+from diffctl.files import read_jsonl
+from study.objectives import WORST
+from study.state import status_lines
+from tiny_specs import DIFFCTL, TINY, diffctl_env, run_diffctl, write_spec
+
+pytestmark = pytest.mark.slow
+TRIAL_KEYS = {"arm", "phase", "trial_id", "params", "seed", "status", "reason", "epochs_done", "wall_time_s"}
+
+
+def _finished(study_dir: Path) -> dict[str, tuple[int, str, str]]:
+    """Trials with a final status: trial id -> (metrics.jsonl mtime, its text, trial.json text)."""
+    out = {}
+    for path in study_dir.glob("*/*/*/trial.json"):
+        text = path.read_text()
+        if json.loads(text)["status"] in ("ok", "diverged"):
+            metrics = path.with_name("metrics.jsonl")
+            out[path.parent.name] = (metrics.stat().st_mtime_ns, metrics.read_text(), text)
+    return out
+
+
+def _in_flight(study_dir: Path) -> dict[Path, str]:
+    """Trials between epochs that the last experiment snapshot knows (so a resume restarts them rather than
+    replacing them): trial directory -> its metrics.jsonl text."""
+    out = {}
+    for path in study_dir.glob("*/*/*/trial.json"):
+        if (i := json.loads(path.read_text()))["status"] == "running" and i["epochs_done"] >= 1:
+            snapshots = sorted(path.parent.parent.glob("experiment_state-*.json"))
+            if snapshots and i["trial_id"] in snapshots[-1].read_text():
+                out[path.parent] = path.with_name("metrics.jsonl").read_text()
+    return out
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of the session started for the driver: the driver, the local Ray it started and
+    Ray's workers (in process groups of their own, they would otherwise finish their epoch first)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in subprocess.run(["ps", "-o", "pid=", "-s", str(sid)], capture_output=True, text=True).stdout.split()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """Run the tiny study from the command line, SIGKILL its driver with its Ray while one trial has finished
+    and another is between epochs, then resume it: one study exercises run, kill and resume."""
+    root = tmp_path_factory.mktemp("tiny")
+    study_dir = root / "results" / "tiny"
+    start = time.perf_counter()
+    driver = subprocess.Popen(
+        [DIFFCTL, "study", "run", str(write_spec(root, TINY)), "--storage", str(root / "results")],
+        start_new_session=True, env=diffctl_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    in_flight: dict[Path, str] = {}
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None:
+            in_flight = _in_flight(study_dir)
+            if in_flight and _finished(study_dir):  # e.g. lr's diverged trial done, the sane one after epoch 1
+                break
+            time.sleep(0.05)
+    finally:
+        _kill_session(driver.pid)
+        driver.wait()
+    before = _finished(study_dir)
+    killed_state = json.loads((study_dir / "state.json").read_text())
+    resumed = run_diffctl("study", "resume", str(study_dir))
+    print(f"tiny study, killed ({killed_state['phases']}) and resumed: {time.perf_counter() - start:.1f} s")
+    return SimpleNamespace(dir=study_dir, before=before, in_flight=in_flight, killed_state=killed_state, resumed=resumed)
+
+
+def trial_dirs(study_dir: Path, phase: str, arm: str) -> list[Path]:
+    return sorted(p for p in (study_dir / phase / arm).iterdir() if (p / "trial.json").exists())
+
+
+def info(trial_dir: Path) -> dict:
+    return json.loads((trial_dir / "trial.json").read_text())
+
+
+def journal(study_dir: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
+
+
+def test_every_trial_leaves_its_records(tiny_study):
+    tiny_study = tiny_study.dir
+    assert tiny_study.is_absolute() and tiny_study.name == "tiny"
+    for phase, count in (("search", 2), ("confirm", 2)):
+        for arm in ("fixed", "lr"):
+            dirs = trial_dirs(tiny_study, phase, arm)
+            assert len(dirs) == count
+            for d in dirs:
+                data = info(d)
+                assert set(data) == TRIAL_KEYS | ({"source_trial", "source_feasible"} if phase == "confirm" else set())
+                assert (data["arm"], data["phase"], data["trial_id"]) == (arm, phase, d.name)
+                records = read_jsonl(d / "metrics.jsonl")
+                assert [r["epoch"] for r in records] == list(range(1, data["epochs_done"] + 1))
+                assert records[-1]["status"] == data["status"]
+                assert data["wall_time_s"] > 0
+                config = load_config(d / "config.yaml")
+                assert config.optim.epochs == 2 and config.seed == data["seed"]
+                for key, value in data["params"].items():
+                    section, name = key.split(".")
+                    assert getattr(getattr(config, section), name) == value
+
+
+def test_diverged_trial_ends_normally(tiny_study):
+    tiny_study = tiny_study.dir
+    by_lr = {info(d)["params"]["optim.lr"]: info(d) for d in trial_dirs(tiny_study, "search", "lr")}
+    assert set(by_lr) == {10.0, 0.001}
+    diverged, sane = by_lr[10.0], by_lr[0.001]
+    assert diverged["status"] == "diverged" and "non-finite" in diverged["reason"]
+    assert "arm.w_rank" not in diverged["params"] and 0.1 <= sane["params"]["arm.w_rank"] <= 1.0
+    assert sane["status"] == "ok" and sane["epochs_done"] == 2
+    # Ray's results carry what Optuna was told: the finite stand-in, never NaN.
+    result = read_jsonl(tiny_study / "search" / "lr" / diverged["trial_id"] / "result.json")[-1]
+    assert result["objective_val_loss_unweighted"] == WORST and result["feasible"] is False
+
+
+def test_optuna_storage_holds_every_search_trial(tiny_study):
+    tiny_study = tiny_study.dir
+    storage = journal(tiny_study)
+    for arm in ("fixed", "lr"):
+        study = optuna.load_study(study_name=arm, storage=storage)
+        assert study.metric_names == ["val_loss_unweighted", "triplet_r_A"]
+        trials = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(trials) == 2 and len(study.trials) == 2
+        by_id = {t.user_attrs["ray_trial_id"]: t for t in trials}
+        assert set(by_id) == {d.name for d in trial_dirs(tiny_study, "search", arm)}
+        for trial_id, trial in by_id.items():
+            last = read_jsonl(tiny_study / "search" / arm / trial_id / "metrics.jsonl")[-1]
+            assert trial.user_attrs["status"] == last["status"] and trial.user_attrs["epochs"] == last["epoch"]
+            if last["status"] == "ok":
+                assert trial.values == [last["val_loss_unweighted"], last["triplet_r_A"]]
+                assert trial.constraints["status_ok"] == 0.0
+            else:
+                assert trial.values == [WORST, -WORST] and trial.constraints["status_ok"] == 1.0
+        assert all(t.user_attrs["status"] == "ok" for t in study.best_trials)  # diverged never best
+
+
+def test_confirmation_repeats_the_selected_trial_on_fresh_seeds(tiny_study):
+    tiny_study = tiny_study.dir
+    for arm in ("fixed", "lr"):
+        search = [info(d) for d in trial_dirs(tiny_study, "search", arm)]
+        finals = {s["trial_id"]: read_jsonl(tiny_study / "search" / arm / s["trial_id"] / "metrics.jsonl")[-1] for s in search}
+        ok = [s for s in search if s["status"] == "ok"]
+        best = max(ok, key=lambda s: finals[s["trial_id"]]["triplet_r_A"])
+        runs = [info(d) for d in trial_dirs(tiny_study, "confirm", arm)]
+        assert sorted(r["seed"] for r in runs) == [1001, 1002]
+        for run in runs:
+            assert run["source_trial"] == best["trial_id"] and run["source_feasible"] is True
+            assert run["params"] == best["params"] and run["status"] == "ok"
+        results = [read_jsonl(tiny_study / "confirm" / arm / r["trial_id"] / "metrics.jsonl")[-1] for r in runs]
+        assert results[0]["val_loss_unweighted"] != results[1]["val_loss_unweighted"]  # the seeds matter
+
+
+def test_state_and_status(tiny_study, capsys):
+    tiny_study = tiny_study.dir
+    state = json.loads((tiny_study / "state.json").read_text())
+    assert state["phases"] == {"search": {"fixed": "done", "lr": "done"}, "confirm": {"fixed": "done", "lr": "done"}}
+    assert state["ray_address"] is None
+    lines = status_lines(tiny_study)
+    assert re.search(r"^search\s+fixed\s+done\s+2\s+0\s+0\s+0\s+0\s+2\s+0\.\d{4}", "\n".join(lines), re.M)
+    assert re.search(r"^search\s+lr\s+done\s+1\s+0\s+1\s+0\s+0\s+2\s", "\n".join(lines), re.M)
+    assert re.search(r"^confirm\s+lr\s+done\s+2\s+0\s+0\s+0\s+0\s+2\s", "\n".join(lines), re.M)
+    assert main(["study", "status", str(tiny_study)]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+
+
+def test_killed_study_resumed_without_rerunning_or_losing_trials(tiny_study):
+    assert tiny_study.resumed.returncode == 0, tiny_study.resumed.stderr[-2000:]
+    assert tiny_study.in_flight, "the driver was not killed while a trial was between epochs"
+    phases = tiny_study.killed_state["phases"]
+    running = [(phase, arm) for phase, arms in phases.items() for arm, state in arms.items() if state == "running"]
+    assert len(running) == 1
+    phase, arm = running[0]
+    before, after = tiny_study.before, _finished(tiny_study.dir)
+    assert 1 <= len(before) < len(after) == 8  # 2 + 2 search trials, 2 x 2 confirmation runs
+    for trial_id, files in before.items():
+        assert after[trial_id] == files  # a finished trial never reran: same files, same mtimes
+    for trial_dir, text in tiny_study.in_flight.items():  # continued from its trainer.pt, nothing recomputed
+        after_text = (trial_dir / "metrics.jsonl").read_text()
+        assert after_text.startswith(text) and after_text.count("\n") == 2  # epoch 1 as measured before the kill
+        assert info(trial_dir)["status"] in ("ok", "diverged") and not (trial_dir / "trainer.pt").exists()
+    done = sum(d.name in before for d in trial_dirs(tiny_study.dir, phase, arm))
+    started = f"{phase} {arm}: 2 trials, 2 at a time" + (f", {done} already done" if done else "")
+    assert started in tiny_study.resumed.stdout.splitlines(), tiny_study.resumed.stdout
