@@ -20,7 +20,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 study: install
-	$(BIN)/diffctl train --config configs/fixed.yaml --set optim.epochs=15 --out runs/fixed-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/diffctl study run $(SPEC) --name quick-$$(date +%Y%m%d-%H%M%S)
 
 bench: install
 	$(BIN)/python -m benchmarks.bench

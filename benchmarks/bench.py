@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from benchmarks.arm_steps import DEFAULT_ARMS, arm_step_times, print_arm_steps
 from benchmarks.core_bench import core_benchmark, print_core
+from diffctl.config import load_config
 
 
 def main() -> None:
     print_core(core_benchmark())
+    controllers = [
+        ("controller same_loss", load_config("configs/controller_barrier.yaml")),
+        ("controller lookahead", load_config("configs/controller_lookahead.yaml")),
+        ("seed_literal", load_config("configs/seed_literal.yaml")),
+    ]
+    print_arm_steps(arm_step_times([*DEFAULT_ARMS, *controllers]))
+    from benchmarks import study_bench
+
+    study_bench.main([])
 
 
 if __name__ == "__main__":

@@ -82,7 +82,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "study":
         import study.cli as study_cli
 
-        return study_cli.main(args)
+        study_dir = study_cli.main(args)
+        if study_dir is None:
+            return EXIT_OK
+        print(f"study directory: {study_dir}", flush=True)
+        import analysis.cli as analysis_cli
+
+        return analysis_cli.analyze_command(str(study_dir))
     if args.command == "analyze":
         import analysis.cli as analysis_cli
 

@@ -139,7 +139,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def _format_error(err: dict) -> str:
+def format_validation_error(err: dict) -> str:
+    """One line naming the offending key of one pydantic error (``ValidationError.errors()`` entry)."""
     loc = [str(p) for p in err["loc"]]
     # A tagged union puts the arm kind into the location ('arm', 'fixed', 'rho'): drop it.
     if len(loc) >= 2 and loc[0] == "arm" and loc[1] in ARM_CLASSES:
@@ -167,7 +168,7 @@ def config_from_dict(data: Any) -> Config:
     try:
         return Config.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(_format_error(exc.errors()[0])) from None
+        raise ConfigError(format_validation_error(exc.errors()[0])) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field
 
 from diffctl.config import MAX_EPOCHS, ConfigError, config_from_dict, read_yaml_file
-from diffctl.config import _format_error as format_config_error
+from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.schema import Section
 

@@ -5,10 +5,11 @@ confirmation seeds: ``fixed`` (the fixed-lambda reference), ``controller`` (the 
 ``unstable`` (lr = 10: its trial diverges, so it has nothing to confirm). Two ways to make the directory,
 both through :func:`make_tiny_study`:
 
-- ``direct`` (default): diffctl's training loop run in-process, the trial files and an Optuna journal written
-  as the study layer writes them, with fixed parameters (``SEARCH_PARAMS``) — about 20 s, no Ray.
-- ``study``: the real ``diffctl study run`` of the same spec on a local Ray (parameters sampled by TPE) —
-  1.5-2 min on 2 cores. Select it with the environment variable ``DIFFCTL_TINY_STUDY=study``.
+- ``study`` (default): the real ``diffctl study run`` of the spec on a local Ray (parameters sampled by
+  TPE) — about 1-1.5 min on 2 cores.
+- ``direct``: diffctl's training loop run in-process, the trial files and an Optuna journal written
+  as the study layer writes them, with fixed parameters (``SEARCH_PARAMS``) — about 20 s, no Ray; for quick
+  iteration on the analysis, with the environment variable ``DIFFCTL_TINY_STUDY=direct``.
 
 The tests only use the returned directory and ``SPEC``, so they run on either.
 """
@@ -147,7 +148,7 @@ def make_tiny_study(tmp_path: Path) -> Path:
     if "study" not in _cache:
         cache = Path(tempfile.mkdtemp(prefix="diffctl-tiny-study-"))
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
-        build = _build_with_study if os.environ.get("DIFFCTL_TINY_STUDY") == "study" else _build_direct
+        build = _build_direct if os.environ.get("DIFFCTL_TINY_STUDY") == "direct" else _build_with_study
         _cache["study"] = build(cache / SPEC["name"])
     target = Path(tmp_path) / SPEC["name"]
     shutil.copytree(_cache["study"], target)
