@@ -205,7 +205,9 @@ def epochs_to_target(
 def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     """The arm that beats fixed lambda on the selection metric by the largest detected margin, and a sentence.
 
-    Returns ``(None, sentence)`` when no arm is detectably better (paired t-test, p < ALPHA).
+    Returns ``(None, sentence)`` when no arm is detectably better (paired t-test, p < ALPHA). An arm whose
+    confirmation runs do not all satisfy the spec's constraints cannot win: a better objective bought by giving
+    up reconstruction (a collapsed or over-regularised controller) is not an answer.
     """
     selection = tables.spec.selection
     fixed = tables.fixed_arm()
@@ -213,17 +215,30 @@ def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
         return None, "No fixed-λ arm in this study: no winner against fixed λ can be named."
     rows = paired[(paired["metric"] == selection.metric)] if not paired.empty else paired
     better = rows[rows["verdict"] == "better"] if not rows.empty else rows
+    infeasible = sorted({arm for arm in better["arm"] if not _all_feasible(tables, arm)}) if not better.empty else []
+    if infeasible:
+        better = better[~better["arm"].isin(infeasible)]
     test = f"paired t-test over the confirmation seeds, detected when p < {ALPHA:g}"
+    excluded = (
+        f" Better on {selection.metric} but not a winner, since some of their confirmation runs miss the constraints: "
+        + ", ".join(f"`{arm}` ({_feasible_share(tables, arm)} feasible)" for arm in infeasible) + "."
+        if infeasible else ""
+    )
     if better.empty:
-        return None, (f"No winner detected: no arm beats the fixed-λ arm `{fixed}` on {selection.metric} "
-                      f"({selection.mode}) ({test}).")
+        return None, (f"No winner detected: no arm that meets the constraints beats the fixed-λ arm `{fixed}` on "
+                      f"{selection.metric} ({selection.mode}) ({test}).{excluded}")
     best = better.loc[(better["mean_diff"] * -selection.sign()).idxmax()]
     return str(best["arm"]), (
         f"Winner: `{best['arm']}` beats the fixed-λ arm `{fixed}` on {selection.metric} by "
         f"{best['mean_diff']:+.4g} (95% CI {best['ci_low']:+.4g} to {best['ci_high']:+.4g}, "
         f"p = {best['p_value']:.3g}, n = {best['n_pairs']}; {test}); feasible confirmation runs: "
-        f"{_feasible_share(tables, best['arm'])} vs {_feasible_share(tables, fixed)}."
+        f"{_feasible_share(tables, best['arm'])} vs {_feasible_share(tables, fixed)}.{excluded}"
     )
+
+
+def _all_feasible(tables: StudyTables, arm: str) -> bool:
+    runs = winner_runs(tables, arm)
+    return len(runs) > 0 and bool(runs["feasible"].astype(bool).all())
 
 
 def _feasible_share(tables: StudyTables, arm: str) -> str:
