@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import InputError
-
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,6 @@
-"""The error type for bad input: the command line prints its one-line message and exits with status 2."""
+"""The error type for bad input and the exit statuses of the command line (bad input: one line, status 2)."""
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class InputError(ValueError):

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .errors import InputError
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from .train import STATUS_DIVERGED, Trainer
 
-EXIT_OK, EXIT_MISMATCH = 0, 1
 
 
 def recorded_objective(config: Config, path: str | Path) -> tuple[str, float, int]:
@@ -62,7 +61,7 @@ def reproduce_command(path: str, tolerance: float) -> int:
     if record["status"] == STATUS_DIVERGED:
         print(f"reproduce: FAILED: the run diverged ({record['reason']}); recorded {metric} = {recorded!r}",
               file=sys.stderr)
-        return EXIT_MISMATCH
+        return EXIT_CHECK_FAILED
     value = record.get(metric)
     if value is None:
         raise InputError(f"{path}: provenance.objective.metric: {metric!r} is not a field of the training record")
@@ -74,4 +73,4 @@ def reproduce_command(path: str, tolerance: float) -> int:
         print(f"reproduce: OK: {line}")
         return EXIT_OK
     print(f"reproduce: MISMATCH: {line}", file=sys.stderr)
-    return EXIT_MISMATCH
+    return EXIT_CHECK_FAILED

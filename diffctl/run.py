@@ -6,11 +6,9 @@ import sys
 from pathlib import Path
 
 from .config import dump_config, load_config
-from .errors import InputError
+from .errors import EXIT_DIVERGED, EXIT_OK, InputError
 from .files import atomic_torch_save, atomic_write_jsonl, atomic_write_text
 from .train import STATUS_DIVERGED, Trainer
-
-EXIT_OK, EXIT_DIVERGED = 0, 3
 
 
 def out_dir_guard(path: str | Path, flag: str = "--out") -> Path:
