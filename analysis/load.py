@@ -3,7 +3,7 @@
 ``trials``: one row per trial (search and confirmation): arm, phase, trial id, seed, status, wall time, every
 config key flattened into a dotted column (``optim.lr``, ``arm.kind``), ``final_<field>`` for every numeric
 field of the last finished epoch, ``best_<metric>`` over epochs for each objective, and the flags
-``diverged`` / ``errored`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with every record
+``diverged`` / ``errored`` / ``restarted`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with every record
 field. Diverged, errored and unfinished trials are kept and flagged, never dropped.
 
 Example::
@@ -23,16 +23,35 @@ from typing import Any
 
 import pandas as pd
 
-from diffctl.config import read_yaml_file
+from diffctl.config import config_from_dict, read_yaml_file
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_bytes, read_jsonl
 
-from .spec import StudySpec, holds, read_spec
+from .spec import SPEC_FILE, StudySpec, holds, read_spec
 
 PHASES = ("search", "confirm")
 USABLE_STATUSES = ("ok", "stopped")
 ID_COLUMNS = ["arm", "phase", "trial_id"]
 TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
+# The record fields that hold text (diffctl.train); every other field is a number, or null where it was not finite.
+TEXT_FIELDS = ("status", "reason")
+# What each key of trial.json holds (study/LAYOUT.md): another type means a damaged or hand-edited file, which
+# is refused rather than turned into a silently wrong row.
+INFO_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "arm": ((str,), "text"),
+    "phase": ((str,), "text"),
+    "trial_id": ((str,), "text"),
+    "status": ((str,), "text"),
+    "reason": ((str, type(None)), "text or null"),
+    "seed": ((int,), "an integer"),
+    "epochs_done": ((int,), "an integer"),
+    "restarts": ((int,), "an integer"),
+    "wall_time_s": ((int, float), "a number"),
+    "params": ((dict,), "a mapping"),
+    "source_trial": ((str, type(None)), "text or null"),
+    "source_feasible": ((bool, type(None)), "true, false or null"),
+}
+INT64 = 2**63  # Parquet stores integers in 64 bits
 
 
 @dataclass
@@ -86,14 +105,73 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _has_type(value: Any, kinds: tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is no number (JSON tells them apart) and an integer must fit Parquet."""
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        return False
+    return isinstance(value, kinds)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    """trial.json, every key of the type the layout gives it; else :class:`InputError` naming file and key."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
+    if not isinstance(info, dict):
         raise InputError(f"{path}: expected a JSON object")
-    return data
+    for key, (kinds, what) in INFO_TYPES.items():
+        if key in info and not _has_type(info[key], kinds):
+            raise InputError(f"{path}: {key}: expected {what} (got {_shown(info[key])})")
+    if info.get("phase", PHASES[0]) not in PHASES:
+        raise InputError(f"{path}: phase: expected one of {', '.join(PHASES)} (got {_shown(info['phase'])})")
+    return info
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A trial's config.yaml, validated like every diffctl config: a damaged one is refused (naming the file)
+    instead of giving wrong columns."""
+    data = read_yaml_file(path)  # its errors name the file already
+    try:
+        return config_from_dict(data).to_dict()
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl (none yet when it is missing), each record checked as :func:`_check_record` says."""
+    if not path.exists():
+        return []
+    try:
+        records = read_jsonl(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+    for i, record in enumerate(records):
+        _check_record(record, f"{path}: record {i + 1}")
+    return records
+
+
+def _check_record(record: Any, where: str) -> None:
+    """An epoch record as diffctl.train yields it: an integer epoch >= 1, a text status, numbers (or null)."""
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    epoch = record.get("epoch")
+    if not _has_type(epoch, (int,)) or epoch < 1:
+        raise InputError(f"{where}: epoch: expected an integer >= 1 (got {_shown(epoch)})")
+    if not isinstance(record.get("status"), str):
+        raise InputError(f"{where}: status: expected text (got {_shown(record.get('status'))})")
+    for key, value in record.items():
+        kinds: tuple[type, ...] = (str, type(None)) if key in TEXT_FIELDS else (int, float, type(None))
+        if not _has_type(value, kinds):
+            raise InputError(f"{where}: {key}: expected {'text' if key in TEXT_FIELDS else 'a number'} "
+                             f"(got {_shown(value)})")
 
 
 def trial_dirs(study_dir: Path) -> list[tuple[str, Path]]:
@@ -106,13 +184,21 @@ def trial_dirs(study_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def _check_named_metrics(spec: StudySpec, records: list[dict[str, Any]], spec_path: Path) -> None:
+    """Every metric the spec names is a numeric field of the finished epochs (a spec.yaml edited by hand may name
+    one that no record has; the analysis would fail half-way). Nothing to check before any epoch finished."""
+    fields = {key for record in records if record.get("status") == "ok" for key in record}
+    for where, metric in spec.named_metrics():
+        if fields and (metric not in fields or metric in TEXT_FIELDS):
+            raise InputError(f"{spec_path}: {where}: {metric!r} is not a numeric field of this study's records")
+
+
 def _trial_row(
     study_dir: Path, phase: str, trial_dir: Path, records: list[dict], spec: StudySpec
 ) -> dict[str, Any]:
-    info = _read_json(trial_dir / "trial.json")
+    info = _read_info(trial_dir / "trial.json")
     config_path = trial_dir / "config.yaml"
-    config = read_yaml_file(config_path) if config_path.is_file() else {}
-    config = config if isinstance(config, dict) else {}
+    config = _read_config(config_path) if config_path.exists() else {}
     config.pop("provenance", None)
     row: dict[str, Any] = {
         "arm": str(info.get("arm", trial_dir.parent.name)),
@@ -127,7 +213,7 @@ def _trial_row(
         "params": json.dumps(info.get("params") or {}, sort_keys=True),
         "trial_dir": str(trial_dir.relative_to(study_dir)),
         # Ray's trial ids are random: config.yaml, written once when a trial starts, dates its start instead.
-        "started_at": (config_path if config_path.is_file() else trial_dir / "trial.json").stat().st_mtime,
+        "started_at": (config_path if config_path.exists() else trial_dir / "trial.json").stat().st_mtime,
     }
     # Keys the study layer may add to trial.json later (e.g. source_feasible) become columns as they are.
     row.update({k: v for k, v in info.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
@@ -148,6 +234,10 @@ def _trial_row(
 def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     trials["diverged"] = trials["status"] == "diverged"
     trials["errored"] = trials["status"] == "error"
+    # Continued from its saved state after its worker died or the driver was killed (usable if it then finished).
+    restarts = trials["restarts"] if "restarts" in trials else pd.Series(0, index=trials.index)
+    trials["restarts"] = restarts.fillna(0).astype(int)
+    trials["restarted"] = trials["restarts"] > 0
     trials["usable"] = trials["status"].isin(USABLE_STATUSES) & trials["final_epoch"].notna()
     feasible = trials["usable"].copy()
     for constraint in spec.constraints:
@@ -174,17 +264,14 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     spec = read_spec(root)
     rows, epoch_rows = [], []
     for phase, trial_dir in trial_dirs(root):
-        metrics_path = trial_dir / "metrics.jsonl"
-        try:
-            records = read_jsonl(metrics_path) if metrics_path.is_file() else []
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{metrics_path}: unreadable ({type(exc).__name__})") from None
+        records = _read_records(trial_dir / "metrics.jsonl")
         row = _trial_row(root, phase, trial_dir, records, spec)
         rows.append(row)
         ids = {k: row[k] for k in (*ID_COLUMNS, "seed")}
         epoch_rows += [{**ids, **record} for record in records]
     if not rows:
         raise InputError(f"{study_dir}: no trials yet (no trial.json under search/ or confirm/)")
+    _check_named_metrics(spec, epoch_rows, root / SPEC_FILE)
     trials = _flag(_uniform_types(pd.DataFrame(rows)), spec)
     epochs = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=[*ID_COLUMNS, "seed", "epoch"])
     epochs = _uniform_types(epochs)

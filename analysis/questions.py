@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from study.trialdir import one_line
+
 from .compare import ALPHA, NO_DIFFERENCE
 from .load import StudyTables
 
@@ -106,10 +108,14 @@ def param_importances(tables: StudyTables) -> tuple[pd.DataFrame, dict[str, str]
 
     path = Path(tables.study_dir) / JOURNAL_FILE
     rows, notes = [], {}
+    empty = pd.DataFrame(columns=["arm", "param", "importance"])
     if not path.is_file():
-        return pd.DataFrame(columns=["arm", "param", "importance"]), {"*": f"no {JOURNAL_FILE}"}
+        return empty, {"*": f"no {JOURNAL_FILE}"}
     optuna.logging.set_verbosity(logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    try:  # a damaged journal costs the importances, not the analysis
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    except Exception as exc:
+        return empty, {"*": f"{JOURNAL_FILE} unreadable: {one_line(exc)[:160]}"}
     for arm in tables.arms():
         try:
             study = optuna.load_study(study_name=arm, storage=storage)
@@ -124,7 +130,7 @@ def param_importances(tables: StudyTables) -> tuple[pd.DataFrame, dict[str, str]
             notes[arm] = f"importances unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
             continue
         rows += [{"arm": arm, "param": k, "importance": float(v)} for k, v in importances.items()]
-    return pd.DataFrame(rows, columns=["arm", "param", "importance"]), notes
+    return pd.DataFrame(rows, columns=empty.columns), notes
 
 
 def answers(tables: StudyTables, importances: pd.DataFrame) -> pd.DataFrame:

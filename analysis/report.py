@@ -94,11 +94,18 @@ def _link(name: str) -> str:
 
 def _flagged(tables: StudyTables) -> str:
     bad = tables.trials[~tables.trials["usable"]]
-    if bad.empty:
-        return "No trial diverged, failed or was left unfinished.\n"
-    lines = [f"- `{r.arm}` {r.phase} `{r.trial_id}`: **{r.status}**" + (f": {r.reason}" if r.reason else "")
-             for r in bad.itertuples()]
-    return f"{len(bad)} trial(s) did not finish normally (kept in the tables, flagged):\n\n" + "\n".join(lines) + "\n"
+    text = "No trial diverged, failed or was left unfinished.\n"
+    if not bad.empty:
+        lines = [f"- `{r.arm}` {r.phase} `{r.trial_id}`: **{r.status}**" + (f": {r.reason}" if r.reason else "")
+                 for r in bad.itertuples()]
+        text = f"{len(bad)} trial(s) did not finish normally (kept in the tables, flagged):\n\n" + "\n".join(lines) + "\n"
+    restarted = tables.trials[tables.trials["restarted"]]
+    if not restarted.empty:
+        lines = [f"- `{r.arm}` {r.phase} `{r.trial_id}`: {r.restarts} restart(s), then **{r.status}**"
+                 for r in restarted.itertuples()]
+        text += (f"\n{len(restarted)} trial(s) continued from their saved state after their worker died or the "
+                 "driver was killed (records continue where they stopped):\n\n" + "\n".join(lines) + "\n")
+    return text
 
 
 def _conclusions(tables: StudyTables, findings: Findings) -> str:

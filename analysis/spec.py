@@ -49,6 +49,12 @@ class StudySpec:
     confirm_seeds: list[int]
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def named_metrics(self) -> list[tuple[str, str]]:
+        """(spec key, metric) of every record field the spec names: objectives, selection, constraints."""
+        named = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(self.objectives)]
+        named.append(("selection.metric", self.selection.metric))
+        return named + [(f"constraints[{i}]", c.metric) for i, c in enumerate(self.constraints)]
+
     def tracked_objectives(self) -> list[Objective]:
         """The objectives followed by the selection metric when it is not one of them."""
         extra = [] if any(o.metric == self.selection.metric for o in self.objectives) else [self.selection]
@@ -60,8 +66,9 @@ def read_spec(study_dir: str | Path) -> StudySpec:
     path = Path(study_dir) / SPEC_FILE
     if not path.is_file():
         raise InputError(f"{study_dir}: not a study directory (no {SPEC_FILE})")
+    data = read_yaml_file(path)  # its errors name the file already
     try:
-        spec = spec_from_dict(read_yaml_file(path))
+        spec = spec_from_dict(data)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
     objectives = [Objective(o.metric, o.mode) for o in spec.objectives]

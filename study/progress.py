@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,8 +18,22 @@ from ray import tune
 
 from .objectives import is_feasible, selection_value
 from .spec import StudySpec
-from .state import PHASE_DONE, best_trial, read_state
+from .state import PHASE_DONE, PHASE_RUNNING, best_trial, read_state, set_phase
 from .trialdir import CONFIRM, FINISHED, OK, SEARCH, read_trials
+
+
+def trial_place(config: dict[str, Any]) -> tuple[str, str]:
+    """(phase, arm) of a trial, from its Ray config (see ``study.pipeline``)."""
+    return config["phase"], config["arm"]
+
+
+@dataclass
+class _Phase:
+    """Progress of one phase of one arm: its trials, those finished, the best feasible final record."""
+
+    total: int
+    done: int
+    best: dict[str, Any] | None
 
 
 def format_duration(seconds: float) -> str:
@@ -29,7 +44,8 @@ def format_duration(seconds: float) -> str:
 
 
 class StudyProgress:
-    """Counts finished trials over the whole study and prints progress lines."""
+    """Counts finished trials over the whole study and prints progress lines. Trials of several arms and phases
+    run side by side in the study's one Tuner, so each line names its phase and arm."""
 
     def __init__(self, spec: StudySpec, study_dir: Path, out: TextIO = sys.stdout) -> None:
         self.spec, self.study_dir, self.out = spec, study_dir, out
@@ -37,45 +53,57 @@ class StudyProgress:
         self.total = spec.total_trials()
         self.counted: set[str] = set()  # trial ids already finished (also those of an earlier session)
         self.done_now = 0
-        self.phase = self.arm = ""
-        self.phase_total = self.phase_done = 0
-        self.best: dict[str, Any] | None = None  # final record of the best feasible trial of the phase
-        confirm_done = read_state(study_dir)["phases"][CONFIRM]
-        bound = spec.confirm.top_k * len(spec.confirm.seeds)
+        self.phases: dict[tuple[str, str], _Phase] = {}
+        bound = spec.confirm_runs_per_arm()
         for phase in (SEARCH, CONFIRM):
             for arm in spec.arms:
                 trials = read_trials(study_dir / phase / arm)
                 self.counted.update(t.trial_id for t in trials if t.status in FINISHED)
-                if phase == CONFIRM and confirm_done.get(arm) == PHASE_DONE:
+                if phase == CONFIRM and read_state(study_dir)["phases"][CONFIRM].get(arm) == PHASE_DONE:
                     self.total += len(trials) - bound
 
     def start_phase(self, phase: str, arm: str, total: int, replaces: int) -> None:
         """A phase of one arm begins (or resumes) with ``total`` trials, where the study total counted ``replaces``
         (a confirmation phase is counted at its upper bound until its sources are known)."""
         self.total += total - replaces
-        self.phase, self.arm, self.phase_total = phase, arm, total
+        set_phase(self.study_dir, phase, arm, PHASE_RUNNING)
         trials = read_trials(self.study_dir / phase / arm)
-        self.phase_done = sum(t.status in FINISHED for t in trials)
         best = best_trial(self.spec, trials)
-        self.best = best.last if best else None
-        resumed = f", {self.phase_done} already done" if self.phase_done else ""
+        state = self.phases[phase, arm] = _Phase(total, sum(t.status in FINISHED for t in trials), best and best.last)
+        resumed = f", {state.done} already done" if state.done else ""
         self._print(f"{phase} {arm}: {total} trials, {self.spec.max_concurrent} at a time{resumed}")
 
-    def trial_finished(self, trial_id: str, result: dict[str, Any] | None, failed: bool) -> None:
+    def end_phase(self, phase: str, arm: str) -> None:
+        """Every trial of a phase of one arm has ended."""
+        set_phase(self.study_dir, phase, arm, PHASE_DONE)
+
+    def notice(self, line: str) -> None:
+        """Print one line about the study (e.g. an arm with nothing to confirm)."""
+        self._print(line)
+
+    def trial_finished(self, trial_id: str, place: tuple[str, str], result: dict[str, Any] | None, failed: bool) -> None:
+        """A trial of ``place`` = (phase, arm) ended; ``result`` is its last record (None when it reported none)."""
         if trial_id in self.counted:
             return
         self.counted.add(trial_id)
         self.done_now += 1
-        self.phase_done += 1
+        phase, arm = place
+        if place not in self.phases:  # a phase started in an earlier session
+            total = self.spec.arms[arm].budget if phase == SEARCH else self.spec.confirm_runs_per_arm()
+            trials = read_trials(self.study_dir / phase / arm)
+            best = best_trial(self.spec, trials)
+            done = sum(t.status in FINISHED and t.trial_id != trial_id for t in trials)  # this one is counted below
+            self.phases[place] = _Phase(total, done, best and best.last)
+        state = self.phases[place]
+        state.done += 1
         metric = self.spec.selection.metric
         full = result and result.get("epoch") == self.spec.epochs  # not stopped early by ASHA
         if full and not failed and result.get("status") == OK and is_feasible(self.spec, result):
-            if self.best is None or selection_value(self.spec, result) > selection_value(self.spec, self.best):
-                self.best = result
-        best = f"best {metric} {self.best[metric]:.4f}" if self.best is not None else "no feasible trial yet"
+            if state.best is None or selection_value(self.spec, result) > selection_value(self.spec, state.best):
+                state.best = result
+        best = f"best {metric} {state.best[metric]:.4f}" if state.best is not None else "no feasible trial yet"
         note = " (failed)" if failed else ""
-        done = f"{self.phase_done}/{self.phase_total} trials{note}"
-        self._print(f"{self.phase} {self.arm}: {done} · {best} · {self._times()}")
+        self._print(f"{phase} {arm}: {state.done}/{state.total} trials{note} · {best} · {self._times()}")
 
     def _times(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -93,6 +121,11 @@ class StudyProgress:
 _LIVE: StudyProgress | None = None
 
 
+def live_progress() -> StudyProgress | None:
+    """The installed tracker (None outside a running study, e.g. in a worker)."""
+    return _LIVE
+
+
 def install(progress: StudyProgress | None) -> None:
     """Make ``progress`` the tracker that every :class:`ProgressCallback` (restored copies too) reports to."""
     global _LIVE
@@ -104,8 +137,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if _LIVE is not None:
-            _LIVE.trial_finished(trial.trial_id, trial.last_result, failed=False)
+            _LIVE.trial_finished(trial.trial_id, trial_place(trial.config), trial.last_result, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if _LIVE is not None:
-            _LIVE.trial_finished(trial.trial_id, trial.last_result, failed=True)
+            _LIVE.trial_finished(trial.trial_id, trial_place(trial.config), trial.last_result, failed=True)

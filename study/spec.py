@@ -31,6 +31,7 @@ from .objectives import check_metric, parse_constraint, record_fields
 
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SEED_MAX = 2**31 - 1
+MAX_CONCURRENT = 4096
 # Keys the spec owns: every trial of a study trains for the same epochs with the same thread count.
 RESERVED_KEYS = {"optim.epochs": "the spec's epochs", "optim.threads": "the spec's cpus_per_trial"}
 
@@ -103,7 +104,7 @@ class StudySpec(Section):
     constraints: list[str] = []
     selection: Objective | None = None
     sampler_seed: int = Field(0, ge=0, le=SEED_MAX)
-    max_concurrent: int = Field(2, ge=1, le=4096)
+    max_concurrent: int = Field(2, ge=1, le=MAX_CONCURRENT)
     cpus_per_trial: int = Field(1, ge=1, le=256)
     asha: Asha | None = None
     confirm: Confirm = Confirm()
@@ -121,9 +122,13 @@ class StudySpec(Section):
             data["seed"] = seed
         return data
 
+    def confirm_runs_per_arm(self) -> int:
+        """Upper bound of an arm's confirmation runs (top_k x seeds; fewer when fewer search trials qualify)."""
+        return self.confirm.top_k * len(self.confirm.seeds)
+
     def confirm_runs(self) -> int:
-        """Upper bound of the confirmation runs of the whole study (top_k x seeds per arm)."""
-        return len(self.arms) * self.confirm.top_k * len(self.confirm.seeds)
+        """Upper bound of the confirmation runs of the whole study."""
+        return len(self.arms) * self.confirm_runs_per_arm()
 
     def total_trials(self) -> int:
         return sum(arm.budget for arm in self.arms.values()) + self.confirm_runs()
@@ -226,8 +231,8 @@ def load_spec(
     spec = spec_from_dict(read_yaml_file(path))
     if name is not None and not re.match(LABEL_PATTERN, name):
         raise SpecError(f"--name {name!r}: use letters, digits, '_', '.', '-' (at most 64 characters)")
-    if max_concurrent is not None and max_concurrent < 1:
-        raise SpecError(f"--max-concurrent {max_concurrent}: must be at least 1")
+    if max_concurrent is not None and not 1 <= max_concurrent <= MAX_CONCURRENT:
+        raise SpecError(f"--max-concurrent {max_concurrent}: must be 1..{MAX_CONCURRENT}")
     resolved_name = name or spec.name or Path(path).stem
     if not re.match(LABEL_PATTERN, resolved_name):
         raise SpecError(f"name: {resolved_name!r} is not a valid study name (set name: in the spec or --name)")
@@ -271,8 +276,10 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
         return
     probed: dict[str, dict[str, Any]] = {}
     for label in spec.arms:
-        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe.
+        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
+        # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
         config = config_from_dict(spec.trial_config(label, {}))
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
         kind = config.arm.kind
         if kind not in probed:
             probed[kind] = record_fields(config, f"arms.{label}")

@@ -13,6 +13,7 @@ from diffctl.config import read_yaml_file
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 
+from .disk import disk_warning
 from .objectives import is_feasible, selection_value
 from .spec import StudySpec, spec_from_dict
 from .trialdir import CONFIRM, DIVERGED, ERROR, OK, RUNNING, SEARCH, STOPPED, TrialSummary, read_trials
@@ -31,12 +32,18 @@ def new_state(name: str, address: str | None) -> dict[str, Any]:
 
 
 def read_state(study_dir: Path) -> dict[str, Any]:
+    path = study_dir / STATE_FILE
     try:
-        return json.loads((study_dir / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{study_dir}: not a study directory (no {STATE_FILE})") from None
     except (OSError, ValueError) as exc:
-        raise InputError(f"{study_dir / STATE_FILE}: unreadable ({exc})") from None
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    phases = state.get("phases") if isinstance(state, dict) else None
+    if not (isinstance(phases, dict) and all(isinstance(phases.get(p), dict) for p in (SEARCH, CONFIRM))
+            and isinstance(state.get("name"), str) and isinstance(state.get("created"), str)):
+        raise InputError(f"{path}: not a study state (an object with name, created, phases.search, phases.confirm)")
+    return state
 
 
 def write_state(study_dir: Path, state: dict[str, Any]) -> None:
@@ -51,7 +58,12 @@ def set_phase(study_dir: Path, phase: str, arm: str, value: str) -> None:
 
 def saved_spec(study_dir: Path) -> StudySpec:
     """The resolved spec a study was started with (schema-checked only: it passed every check at start)."""
-    return spec_from_dict(read_yaml_file(study_dir / SPEC_FILE))
+    path = study_dir / SPEC_FILE
+    data = read_yaml_file(path)  # its errors name the file already
+    try:
+        return spec_from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def best_trial(spec: StudySpec, trials: list[TrialSummary]) -> TrialSummary | None:
@@ -72,7 +84,7 @@ def status_lines(study_dir: Path) -> list[str]:
         for arm, arm_spec in spec.arms.items():
             trials = read_trials(study_dir / phase / arm)
             phase_state = state["phases"][phase].get(arm, "pending")
-            bound = spec.confirm.top_k * len(spec.confirm.seeds)
+            bound = spec.confirm_runs_per_arm()
             total = arm_spec.budget if phase == SEARCH else (len(trials) or bound)
             count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
             best = best_trial(spec, trials)
@@ -81,4 +93,6 @@ def status_lines(study_dir: Path) -> list[str]:
                 f"{phase:8} {arm:20} {phase_state:8} {count[OK]:>4} {count[STOPPED]:>4} {count[DIVERGED]:>4} "
                 f"{count[ERROR]:>4} {count[RUNNING]:>4} {total:>5}  {shown}"
             )
+    if (warning := disk_warning(study_dir, spec)) is not None:
+        lines.append(warning)
     return lines

@@ -57,37 +57,29 @@ from .trialdir import (
 
 @dataclass(frozen=True)
 class TrialJob:
-    """What every trial of one phase of one arm shares; handed to the trainable with ``tune.with_parameters``.
-
-    Search trials receive their sampled flat params as the Ray config; confirmation trials receive
-    ``{"source_trial": id, "seed": s}`` and look the params up in ``sources``.
-    """
+    """What every trial of a study shares; handed to the trainable with ``tune.with_parameters``. Each trial's Ray
+    config says its phase, arm and params (and, for a confirmation run, its seed and source trial; see
+    ``study.pipeline``)."""
 
     spec: StudySpec
-    arm: str
-    phase: str
-    experiment_dir: str
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    study_dir: str
+
+    def trial_dir(self, trial_id: str, config: dict[str, Any]) -> Path:
+        return Path(self.study_dir) / config["phase"] / config["arm"] / trial_id
 
     def trial_info(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
-        if self.phase == SEARCH:
-            return TrialInfo(self.arm, self.phase, trial_id, params=dict(config), seed=-1)
-        source = self.sources[config["source_trial"]]
-        return TrialInfo(
-            self.arm,
-            self.phase,
-            trial_id,
-            params=dict(source["params"]),
-            seed=int(config["seed"]),
-            source_trial=config["source_trial"],
-            source_feasible=source["feasible"],
-        )
+        info = TrialInfo(config["arm"], config["phase"], trial_id, params=dict(config["params"]), seed=-1)
+        if info.phase != SEARCH:
+            info.seed = int(config["seed"])
+            info.source_trial = config["source_trial"]
+            info.source_feasible = bool(config["source_feasible"])
+        return info
 
 
 def train_trial(config: dict[str, Any], job: TrialJob) -> None:
     """Ray Tune function trainable (wrap with ``tune.with_parameters(train_trial, job=...)``)."""
     trial_id = tune.get_context().get_trial_id()
-    trial_dir = Path(job.experiment_dir) / trial_id
+    trial_dir = job.trial_dir(trial_id, config)
     trial_dir.mkdir(parents=True, exist_ok=True)
     # A worker of a killed driver finishes its epoch before it notices: a resumed trial waits for it to exit.
     with open(trial_dir / LOCK_FILE, "a") as lock:
@@ -105,10 +97,12 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
         return
     info = job.trial_info(trial_id, config)
     earlier_wall = info.wall_time_s = previous["wall_time_s"] if previous else 0.0
+    if previous is not None:  # its worker died, or the driver was killed: it continues from trainer.pt
+        info.restarts = previous.get("restarts", 0) + 1
     start = time.perf_counter()
     try:
-        seed = None if job.phase == SEARCH else info.seed
-        trial_config = config_from_dict(job.spec.trial_config(job.arm, info.params, seed))
+        seed = None if info.phase == SEARCH else info.seed
+        trial_config = config_from_dict(job.spec.trial_config(info.arm, info.params, seed))
         info.seed = trial_config.seed
         trainer = Trainer(trial_config)
         if (trial_dir / STATE_FILE).exists():  # restarted (crash, resume): continue from the last epoch saved

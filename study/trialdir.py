@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from diffctl.config import Config, dump_config
+from diffctl.errors import InputError
 from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
@@ -20,6 +21,9 @@ STATE_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while th
 LOCK_FILE = ".lock"  # held (flock) by the process training the trial
 RUNNING, OK, DIVERGED, ERROR, STOPPED = "running", "ok", "diverged", "error", "stopped"
 FINISHED = (OK, DIVERGED, ERROR, STOPPED)
+# The reason given to a trial that a killed driver started after its last experiment snapshot: the resumed
+# experiment does not know it and runs a new trial in its place.
+ABANDONED = "abandoned: started after the last experiment snapshot of a killed driver, replaced by a new trial"
 SEARCH, CONFIRM = "search", "confirm"
 
 
@@ -47,6 +51,7 @@ class TrialInfo:
     reason: str | None = None
     epochs_done: int = 0
     wall_time_s: float = 0.0
+    restarts: int = 0  # sessions this trial continued from its trainer.pt (a worker died, a driver was killed)
     source_trial: str | None = None
     source_feasible: bool | None = None
 
@@ -70,17 +75,31 @@ def write_info(trial_dir: Path, info: TrialInfo) -> None:
 
 
 def read_info(trial_dir: Path) -> dict[str, Any] | None:
+    """trial.json, or None when there is none yet; a damaged one raises :class:`InputError` naming it."""
+    path = trial_dir / TRIAL_FILE
     try:
-        return json.loads((trial_dir / TRIAL_FILE).read_text(encoding="utf-8"))
+        info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if not (isinstance(info, dict) and isinstance(info.get("trial_id"), str) and isinstance(info.get("status"), str)):
+        raise InputError(f"{path}: not a trial record (an object with trial_id and status)")
+    return info
 
 
 def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl ([] when there is none yet); a damaged one raises :class:`InputError` naming it."""
+    path = trial_dir / METRICS_FILE
     try:
-        return read_jsonl(trial_dir / METRICS_FILE)
+        records = read_jsonl(path)
     except FileNotFoundError:
         return []
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+    if not all(isinstance(record, dict) for record in records):
+        raise InputError(f"{path}: a record is not a JSON object")
+    return records
 
 
 @dataclass
@@ -114,10 +133,10 @@ def read_trials(experiment_dir: Path) -> list[TrialSummary]:
 
 def mark_finished(trial_dir: Path, status: str, reason: str | None) -> None:
     """Set the final status of a trial that Ray ended without its trainable saying so (ASHA stop, a crash, a
-    trial abandoned by a killed driver). A stopped trial will not continue: its saved state goes."""
+    trial abandoned by a killed driver). Such a trial will not continue: its saved state goes."""
     info = read_info(trial_dir)
     if info is not None and info["status"] == RUNNING:
         info.update(status=status, reason=reason)
         atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info, indent=1, allow_nan=False) + "\n")
-        if status == STOPPED:
-            (trial_dir / STATE_FILE).unlink(missing_ok=True)
+    if info is not None and info["status"] != RUNNING:
+        (trial_dir / STATE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,107 @@
+"""Killing and watching a ``diffctl`` command run in a subprocess, for the tests that SIGKILL a study and resume
+it (test_study, test_kill_anywhere).
+
+A command is started in a session of its own (:func:`start_diffctl`), so that :func:`kill_session` reaches the
+driver, the local Ray it started and Ray's workers, which live in process groups of their own and would
+otherwise finish their epoch after the driver died. The trial snapshots (:func:`finished_trials`,
+:func:`in_flight_trials`) are what a kill must leave untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from study.runner import EXPERIMENT
+from tiny_specs import DIFFCTL, diffctl_env
+
+POLL_S = 0.02  # a trial's epoch lasts ~1 s on 2 cores: a window of one epoch is seen many times over
+
+
+def start_diffctl(*args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """Start ``diffctl ARGS`` in a new session (its output to ``log``, else discarded)."""
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [DIFFCTL, *args], start_new_session=True, env=env or diffctl_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    finally:
+        if log is not None:
+            out.close()
+
+
+def poll_until(process: subprocess.Popen, condition: Callable[[], bool], timeout: float = 300) -> bool:
+    """Wait until ``condition()`` holds while ``process`` still runs; False when it exited (or time ran out)
+    first, i.e. the moment was missed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if condition():
+            return process.poll() is None
+        time.sleep(POLL_S)
+    return False
+
+
+def session_pids(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (zombies, dead but not yet reaped by their parent, left out)."""
+    listed = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(sid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid, stat in (line.split() for line in listed.splitlines()) if not stat.startswith("Z")]
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of the session started for a command: the driver, the local Ray it started and
+    Ray's workers (in process groups of their own, they would otherwise finish their epoch first)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = session_pids(sid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes of session {sid} survived SIGKILL for 30 s: {session_pids(sid)}")
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a process started by :func:`start_diffctl` with its whole session, and reap it."""
+    kill_session(process.pid)
+    process.wait()
+
+
+def trial_files(study_dir: Path) -> list[Path]:
+    """Every trial.json of the study (search and confirm)."""
+    return sorted(study_dir.glob("*/*/*/trial.json"))
+
+
+def finished_trials(study_dir: Path) -> dict[str, tuple[int, str, str]]:
+    """Trials with a final status: trial id -> (metrics.jsonl mtime, its text, trial.json text)."""
+    out = {}
+    for path in trial_files(study_dir):
+        text = path.read_text()
+        if json.loads(text)["status"] in ("ok", "diverged"):
+            metrics = path.with_name("metrics.jsonl")
+            out[path.parent.name] = (metrics.stat().st_mtime_ns, metrics.read_text(), text)
+    return out
+
+
+def in_flight_trials(study_dir: Path) -> dict[Path, str]:
+    """Trials between epochs that the last experiment snapshot knows (so a resume restarts them rather than
+    replacing them): trial directory -> its metrics.jsonl text."""
+    snapshots = sorted((study_dir / EXPERIMENT).glob("experiment_state-*.json"))
+    try:
+        known = snapshots[-1].read_text() if snapshots else ""
+    except FileNotFoundError:  # replaced by a newer snapshot meanwhile
+        known = ""
+    out = {}
+    for path in trial_files(study_dir):
+        info = json.loads(path.read_text())
+        if info["status"] == "running" and info["epochs_done"] >= 1 and info["trial_id"] in known:
+            out[path.parent] = path.with_name("metrics.jsonl").read_text()
+    return out
