@@ -18,6 +18,8 @@ from .trialdir import SEARCH
 class ArmASHA(FIFOScheduler):
     """Routes each search trial to its arm's :class:`ASHAScheduler`; other trials run first-in first-out."""
 
+    _supports_buffered_results = False  # a rung decision needs each epoch's result as it comes
+
     def __init__(self, spec: StudySpec) -> None:
         super().__init__()
         assert spec.asha is not None
