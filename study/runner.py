@@ -152,9 +152,12 @@ def _buffer_results(spec: StudySpec) -> None:
     ``tune.report`` until the driver has taken the result and asked for the next one; with two trials and the
     driver sharing 2 cores, that wait cost a trial ~11% of its time. Trials keep writing every epoch to their own
     files, so buffering loses nothing on a kill. ASHA must see every epoch as it comes: no buffering then."""
-    buffered = spec.asha is None
-    os.environ["TUNE_RESULT_BUFFER_LENGTH"] = str(spec.epochs if buffered else 1)
-    os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = str(RESULT_BUFFER_S if buffered else 0.0)
+    if spec.asha is None:
+        os.environ["TUNE_RESULT_BUFFER_LENGTH"] = str(spec.epochs)
+        os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = str(RESULT_BUFFER_S)
+    else:  # unset: Tune warns about any buffer length set alongside a scheduler that cannot take buffering
+        os.environ.pop("TUNE_RESULT_BUFFER_LENGTH", None)
+        os.environ.pop("TUNE_RESULT_BUFFER_MIN_TIME_S", None)
 
 
 def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tuner:

@@ -17,7 +17,7 @@ import pytest
 from study.asha import ArmASHA
 from study.spec import spec_from_dict
 from study_kill import poll_until, start_diffctl
-from tiny_specs import spec_variant, write_spec
+from tiny_specs import TINY, run_diffctl, spec_variant, write_spec
 
 EPOCHS = 4
 
@@ -118,3 +118,20 @@ def test_asha_compares_trials_of_one_arm_only():
     assert decide("a3", 50.0) == "STOP"
     assert decide("b1", 50.0) == "CONTINUE"
     assert decide("c1", 1e9) == "CONTINUE"  # confirmation runs always run to the end
+
+
+def test_asha_study_stops_search_trials_and_confirms_in_full(tmp_path):
+    """A real study under ASHA: search trials that trail their arm's rung stop early (``stopped``, the epoch in
+    the reason), the others and every confirmation run go the whole way."""
+    spec = spec_variant(name="asha", epochs=EPOCHS, asha={"grace_period": 1, "reduction_factor": 2},
+                        arms={"fixed": {**TINY["arms"]["fixed"], "budget": 5}})  # fmt: skip
+    run = run_diffctl("study", "run", str(write_spec(tmp_path, spec)), "--storage", str(tmp_path / "results"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "TUNE_RESULT_BUFFER" not in run.stderr  # no result buffering asked for alongside ASHA
+    infos = [json.loads(p.read_text()) for p in (tmp_path / "results" / "asha").glob("*/fixed/*/trial.json")]
+    search = [i for i in infos if i["phase"] == "search"]
+    stopped = [i for i in search if i["status"] == "stopped"]
+    assert len(search) == 5 and 1 <= len(stopped) < 5
+    assert all(i["epochs_done"] < EPOCHS and i["reason"].startswith("stopped early by ASHA") for i in stopped)
+    assert all(i["status"] == "ok" and i["epochs_done"] == EPOCHS for i in infos if i not in stopped)
+    assert sum(i["phase"] == "confirm" for i in infos) == 2
