@@ -76,14 +76,14 @@ class StudySearch(Searcher):
         self._plans: dict[str, list[dict[str, Any]]] = {}  # arm -> its confirmation runs, once its search ended
         self._given = {arm: 0 for arm in spec.arms}  # confirmation runs suggested per arm
         self._ended: set[str] = set()  # trial ids that ended
+        self._closed: set[tuple[str, str]] = set()  # (phase, arm) whose every trial has ended
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # metrics and modes are the spec's, set on every arm's searcher
 
     def search_ended(self, arm: str) -> bool:
         """Whether every search trial of ``arm`` was asked and has ended."""
-        live = any(place == (SEARCH, arm) for place in self._live.values())
-        return self._asked[arm] == self._spec.arms[arm].budget and not live
+        return self._asked[arm] == self._spec.arms[arm].budget and not self._live_in(SEARCH, arm)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         for arm, arm_spec in self._spec.arms.items():
@@ -102,8 +102,6 @@ class StudySearch(Searcher):
             if arm not in self._plans:
                 self._plans[arm] = confirmation_runs(self._spec, Path(self._study_dir), arm)
                 _phase_started(CONFIRM, arm, len(self._plans[arm]), self._spec.confirm_runs_per_arm())
-                if not self._plans[arm]:
-                    _phase_ended(CONFIRM, arm)
             while self._given[arm] < len(self._plans[arm]):
                 run = self._plans[arm][self._given[arm]]
                 self._given[arm] += 1
@@ -111,8 +109,7 @@ class StudySearch(Searcher):
                     continue
                 self._live[trial_id] = (CONFIRM, arm)
                 return dict(run)
-            if self._plans[arm] and not self._live_in(CONFIRM, arm):
-                _phase_ended(CONFIRM, arm)
+            self._check_confirmed(arm)
         return None if waiting else Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -126,7 +123,7 @@ class StudySearch(Searcher):
         if phase == SEARCH:
             self._arms[arm].on_trial_complete(trial_id, result=result, error=error)
             if self.search_ended(arm):
-                _phase_ended(SEARCH, arm)
+                self._close(SEARCH, arm)
         elif phase == CONFIRM:
             self._check_confirmed(arm)
 
@@ -135,7 +132,15 @@ class StudySearch(Searcher):
 
     def _check_confirmed(self, arm: str) -> None:
         if self._given[arm] == len(self._plans[arm]) and not self._live_in(CONFIRM, arm):
-            _phase_ended(CONFIRM, arm)
+            self._close(CONFIRM, arm)
+
+    def _close(self, phase: str, arm: str) -> None:
+        """Record once that every trial of a phase of one arm has ended."""
+        if (phase, arm) not in self._closed:
+            self._closed.add((phase, arm))
+            progress = live_progress()
+            if progress is not None:
+                progress.end_phase(phase, arm)
 
     def _confirmed_already(self, run: dict[str, Any]) -> bool:
         """Whether a run of this configuration and seed ended in an earlier session, unknown to the snapshot
@@ -168,12 +173,6 @@ class StudySearch(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
         self._adopt_unknown_trials()
-
-
-def _phase_ended(phase: str, arm: str) -> None:
-    progress = live_progress()
-    if progress is not None:
-        progress.end_phase(phase, arm)
 
 
 def _phase_started(phase: str, arm: str, total: int, counted: int) -> None:
