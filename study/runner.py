@@ -26,7 +26,7 @@ from .pipeline import StudySearch
 from .progress import ProgressCallback, StudyProgress, install, trial_place
 from .searcher import close_orphans, journal_storage
 from .spec import StudySpec, check_resources, dump_spec, load_spec
-from .state import SPEC_FILE, new_state, read_state, write_state
+from .state import PHASE_DONE, SPEC_FILE, new_state, read_state, write_state
 from .trainable import TrialJob, train_trial
 from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished, one_line, read_trials, trial_dirname
 
@@ -89,6 +89,16 @@ def resume_study(directory: str, *, address: str | None) -> Path:
     for phase in (SEARCH, CONFIRM):  # a damaged trial file is refused before Ray starts
         for arm in spec.arms:
             read_trials(study_dir / phase / arm)
+    if _earlier_layout(study_dir):
+        if not all(state["phases"][phase].get(arm) == PHASE_DONE for phase in (SEARCH, CONFIRM) for arm in spec.arms):
+            raise InputError(
+                f"{study_dir}: started by an earlier diffctl (one Tune experiment per arm and phase); only that "
+                "version can resume it"
+            )
+        state["finished"] = True
+        write_state(study_dir, state)
+    if state.get("finished"):
+        return study_dir  # every trial has its final status: nothing to run (the command line redoes the analysis)
     address = connect(spec, address)
     try:
         state["ray_address"] = address
@@ -97,6 +107,11 @@ def resume_study(directory: str, *, address: str | None) -> Path:
     finally:
         ray.shutdown()
     return study_dir
+
+
+def _earlier_layout(study_dir: Path) -> bool:
+    """Whether the study was made with one Tune experiment per arm and phase (``search/<arm>/tuner.pkl``)."""
+    return not (study_dir / EXPERIMENT).exists() and any(study_dir.glob(f"{SEARCH}/*/tuner.pkl"))
 
 
 def connect(spec: StudySpec, address: str | None) -> str | None:

@@ -1,15 +1,20 @@
 """The runner's two Ray-level settings, checked against the pinned Ray: trial actors carry no runtime_env of
-their own (so they start on Ray's idle, preloaded workers), and Tune's result buffering follows the spec."""
+their own (so they start on Ray's idle, preloaded workers), and Tune's result buffering follows the spec. And
+what ``study resume`` does with a study that has nothing left to run."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+import ray
 from ray.tune.execution import class_cache
 
+from diffctl.cli import main
 from study import runner
 from study.spec import spec_from_dict
+from study_fixture import make_tiny_study
 from tiny_specs import spec_variant
 
 
@@ -34,3 +39,43 @@ def test_results_are_buffered_unless_asha(monkeypatch, asha, length):
     assert os.environ.get("TUNE_RESULT_BUFFER_LENGTH") == length  # 2 = the tiny spec's epochs
     monkeypatch.delenv("TUNE_RESULT_BUFFER_LENGTH", raising=False)
     monkeypatch.delenv("TUNE_RESULT_BUFFER_MIN_TIME_S", raising=False)
+
+
+@pytest.fixture
+def finished_study(tmp_path, monkeypatch):
+    """The tiny study (built without Ray), with Ray made unstartable: resuming a finished study must not need it."""
+    monkeypatch.setenv("DIFFCTL_TINY_STUDY", os.environ.get("DIFFCTL_TINY_STUDY", "direct"))
+    study_dir = make_tiny_study(tmp_path)
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    return study_dir
+
+
+def _set_state(study_dir, **changes):
+    state = json.loads((study_dir / "state.json").read_text())
+    state.update(changes)
+    (study_dir / "state.json").write_text(json.dumps(state))
+    return state
+
+
+def test_resuming_a_finished_study_only_redoes_the_analysis(finished_study):
+    _set_state(finished_study, finished=True)
+    assert not (finished_study / "report.md").exists()
+    assert main(["study", "resume", str(finished_study)]) == 0
+    assert (finished_study / "report.md").is_file()
+
+
+def test_a_study_of_the_earlier_layout_is_finished_or_refused(finished_study, capsys):
+    (finished_study / "search" / "fixed" / "tuner.pkl").write_bytes(b"")  # one Tune experiment per arm and phase
+    state = _set_state(finished_study, finished=False)
+    assert main(["study", "resume", str(finished_study)]) == 0  # every phase done: only marked finished
+    assert json.loads((finished_study / "state.json").read_text())["finished"] is True
+    arm = next(iter(state["phases"]["confirm"]))
+    state["phases"]["confirm"][arm] = "running"
+    _set_state(finished_study, **state)
+    assert main(["study", "resume", str(finished_study)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "earlier diffctl" in err[0] and str(finished_study) in err[0]
