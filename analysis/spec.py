@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffctl.config import read_yaml_file
 from diffctl.errors import InputError
 from study.objectives import Constraint, parse_constraint
-from study.spec import spec_from_dict
+from study.spec import read_spec_file
 
 SPEC_FILE = "spec.yaml"
 
@@ -66,11 +65,7 @@ def read_spec(study_dir: str | Path) -> StudySpec:
     path = Path(study_dir) / SPEC_FILE
     if not path.is_file():
         raise InputError(f"{study_dir}: not a study directory (no {SPEC_FILE})")
-    data = read_yaml_file(path)  # its errors name the file already
-    try:
-        spec = spec_from_dict(data)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    spec = read_spec_file(path)
     objectives = [Objective(o.metric, o.mode) for o in spec.objectives]
     selection = spec.selection or spec.objectives[0]
     return StudySpec(

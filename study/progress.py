@@ -55,11 +55,12 @@ class StudyProgress:
         self.done_now = 0
         self.phases: dict[tuple[str, str], _Phase] = {}
         bound = spec.confirm_runs_per_arm()
+        confirmed = read_state(study_dir)["phases"][CONFIRM]
         for phase in (SEARCH, CONFIRM):
             for arm in spec.arms:
                 trials = read_trials(study_dir / phase / arm)
                 self.counted.update(t.trial_id for t in trials if t.status in FINISHED)
-                if phase == CONFIRM and read_state(study_dir)["phases"][CONFIRM].get(arm) == PHASE_DONE:
+                if phase == CONFIRM and confirmed.get(arm) == PHASE_DONE:
                     self.total += len(trials) - bound
 
     def start_phase(self, phase: str, arm: str, total: int, replaces: int) -> None:
@@ -67,9 +68,7 @@ class StudyProgress:
         (a confirmation phase is counted at its upper bound until its sources are known)."""
         self.total += total - replaces
         set_phase(self.study_dir, phase, arm, PHASE_RUNNING)
-        trials = read_trials(self.study_dir / phase / arm)
-        best = best_trial(self.spec, trials)
-        state = self.phases[phase, arm] = _Phase(total, sum(t.status in FINISHED for t in trials), best and best.last)
+        state = self.phases[phase, arm] = self._from_files(phase, arm, total)
         resumed = f", {state.done} already done" if state.done else ""
         self._print(f"{phase} {arm}: {total} trials, {self.spec.max_concurrent} at a time{resumed}")
 
@@ -88,12 +87,9 @@ class StudyProgress:
         self.counted.add(trial_id)
         self.done_now += 1
         phase, arm = place
-        if place not in self.phases:  # a phase started in an earlier session
+        if place not in self.phases:  # a phase started in an earlier session; this trial is counted below
             total = self.spec.arms[arm].budget if phase == SEARCH else self.spec.confirm_runs_per_arm()
-            trials = read_trials(self.study_dir / phase / arm)
-            best = best_trial(self.spec, trials)
-            done = sum(t.status in FINISHED and t.trial_id != trial_id for t in trials)  # this one is counted below
-            self.phases[place] = _Phase(total, done, best and best.last)
+            self.phases[place] = self._from_files(phase, arm, total, besides=trial_id)
         state = self.phases[place]
         state.done += 1
         metric = self.spec.selection.metric
@@ -104,6 +100,13 @@ class StudyProgress:
         best = f"best {metric} {state.best[metric]:.4f}" if state.best is not None else "no feasible trial yet"
         note = " (failed)" if failed else ""
         self._print(f"{phase} {arm}: {state.done}/{state.total} trials{note} · {best} · {self._times()}")
+
+    def _from_files(self, phase: str, arm: str, total: int, besides: str | None = None) -> _Phase:
+        """A phase's progress as its trial files show it: trials finished (other than ``besides``), the best."""
+        trials = read_trials(self.study_dir / phase / arm)
+        best = best_trial(self.spec, trials)
+        done = sum(t.status in FINISHED and t.trial_id != besides for t in trials)
+        return _Phase(total, done, best and best.last)
 
     def _times(self) -> str:
         elapsed = time.monotonic() - self.start

@@ -23,7 +23,7 @@ from diffctl.files import atomic_write_text
 
 from .asha import ArmASHA
 from .pipeline import StudySearch
-from .progress import ProgressCallback, StudyProgress, install, trial_place
+from .progress import ProgressCallback, StudyProgress, install
 from .searcher import close_orphans, journal_storage
 from .spec import StudySpec, check_resources, dump_spec, load_spec
 from .state import PHASE_DONE, SPEC_FILE, new_state, read_state, write_state
@@ -143,23 +143,20 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
 def run_phases(study_dir: Path, spec: StudySpec) -> None:
     """Run (or resume) the study's one Tuner: the search of every arm, then the confirmation of every arm
     (see ``study.pipeline``); then give Ray-ended trials their final status."""
-    if read_state(study_dir).get("finished"):
-        return
     storage = journal_storage(study_dir)
     progress = StudyProgress(spec, study_dir)
     install(progress)
     try:
         experiment_dir = study_dir / EXPERIMENT
-        trainable = tune.with_resources(
-            tune.with_parameters(train_trial, job=TrialJob(spec, str(study_dir))), {"cpu": spec.cpus_per_trial}
-        )
+        job = TrialJob(spec, str(study_dir))
+        trainable = tune.with_resources(tune.with_parameters(train_trial, job=job), {"cpu": spec.cpus_per_trial})
         _buffer_results(spec)
         _plain_trial_actors()
         if tune.Tuner.can_restore(str(experiment_dir)):
             tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
         else:
             tuner = _new_tuner(study_dir, spec, trainable, storage)
-        _finish(study_dir, spec, tuner.fit())
+        _finish(job, tuner.fit())
     finally:
         install(None)
     for arm in spec.arms:
@@ -210,16 +207,16 @@ def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tun
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
-def _finish(study_dir: Path, spec: StudySpec, results: tune.ResultGrid) -> None:
+def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
     """Check that every trial ended, and give a final status to those Ray ended without their trainable saying
     so: ``error`` (the actor died past its retries; or a trial directory Ray no longer knows) or ``stopped``
     (ASHA)."""
+    study_dir, spec = Path(job.study_dir), job.spec
     if results.num_terminated + results.num_errors < len(results):
         _interrupted(study_dir)
     known = set()
     for result in results:
-        phase, arm = trial_place(result.config)
-        trial_dir = study_dir / phase / arm / Path(result.path).name
+        trial_dir = job.trial_dir(Path(result.path).name, result.config)
         known.add(trial_dir)
         if result.error is not None:
             mark_finished(trial_dir, ERROR, one_line(result.error))

@@ -220,6 +220,15 @@ def spec_from_dict(data: Any) -> StudySpec:
         raise SpecError(_format_error(exc.errors()[0])) from None
 
 
+def read_spec_file(path: Path) -> StudySpec:
+    """A spec file checked against the schema only (a study's saved ``spec.yaml``); errors name the file."""
+    data = read_yaml_file(path)  # its errors name the file already
+    try:
+        return spec_from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
 def load_spec(
     path: str | Path, *, name: str | None = None, max_concurrent: int | None = None, probe: bool = True
 ) -> StudySpec:

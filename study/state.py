@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from diffctl.config import read_yaml_file
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 
 from .disk import disk_warning
 from .objectives import is_feasible, selection_value
-from .spec import StudySpec, spec_from_dict
+from .spec import StudySpec, read_spec_file
 from .trialdir import CONFIRM, DIVERGED, ERROR, OK, RUNNING, SEARCH, STOPPED, TrialSummary, read_trials
 
 STATE_FILE, SPEC_FILE = "state.json", "spec.yaml"
@@ -58,12 +57,7 @@ def set_phase(study_dir: Path, phase: str, arm: str, value: str) -> None:
 
 def saved_spec(study_dir: Path) -> StudySpec:
     """The resolved spec a study was started with (schema-checked only: it passed every check at start)."""
-    path = study_dir / SPEC_FILE
-    data = read_yaml_file(path)  # its errors name the file already
-    try:
-        return spec_from_dict(data)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    return read_spec_file(study_dir / SPEC_FILE)
 
 
 def best_trial(spec: StudySpec, trials: list[TrialSummary]) -> TrialSummary | None:
