@@ -6,6 +6,8 @@ from benchmarks.arm_steps import DEFAULT_ARMS, arm_step_times, print_arm_steps
 from benchmarks.core_bench import core_benchmark, print_core
 from diffctl.config import load_config
 
+CHEAPEST = ["arm.kind=controller", "arm.stats_source=encoder", "arm.stats=[code_gap]", "arm.hidden=4"]
+
 
 def main() -> None:
     print_core(core_benchmark())
@@ -13,8 +15,12 @@ def main() -> None:
         ("controller same_loss", load_config("configs/controller_barrier.yaml")),
         ("controller lookahead", load_config("configs/controller_lookahead.yaml")),
         ("seed_literal", load_config("configs/seed_literal.yaml")),
+        ("controller cheapest", load_config(None, CHEAPEST)),
+        ("lookahead cheapest", load_config(None, [*CHEAPEST, "arm.objective=lookahead"])),
     ]
     print_arm_steps(arm_step_times([*DEFAULT_ARMS, *controllers]))
+    print("  cheapest: the least work a controller of the design space can do per step (one encoder statistic,")
+    print("  hidden width 4, one rho, no regulariser, no warm-up): what any design costs beyond the fixed arm.")
     from benchmarks import study_bench
 
     study_bench.main([])

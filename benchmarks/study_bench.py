@@ -6,7 +6,10 @@ Prints the measured figures: Ray's start, the study's wall time, the serial time
 on 2 cores) and Ray's overhead per trial, (study wall x concurrency - serial compute) / trials (goal <= 1 s).
 The study runs in one Tuner, whose start (new trial actors importing torch) is paid once, shown as the wait
 before the first trial. Trials of the tiny study last about a second, so that start dominates; ``--epochs 12``
-(the quick study's length) shows it shrink.
+(the quick study's length) shows it shrink. A second Ray run starts the Tuner only WARM_S seconds after Ray,
+when its idle workers have imported torch and the project, as on a Ray that has been up a while: the difference
+between the two runs is the workers' start. (A probe task would not do: an idle worker that has run a task
+is not given to a trial actor, which then starts a worker of its own.)
 
     python -m benchmarks.study_bench [--epochs 2]
 """
@@ -30,6 +33,7 @@ from study.runner import connect, create_study_dir, run_phases
 from study.spec import load_spec
 
 CONCURRENT = 2
+WARM_S = 10.0  # seconds for Ray's idle workers to import torch and the project (~3.3 s each here)
 TINY_SPEC = Path(__file__).resolve().parents[1] / "study" / "specs" / "tiny.yaml"
 
 
@@ -41,18 +45,20 @@ def tiny_spec(epochs: int) -> dict:
     return spec
 
 
-def run_on_ray(root: Path, epochs: int) -> tuple[Path, float, float, float]:
+def run_on_ray(root: Path, epochs: int, warm: bool = False) -> tuple[Path, float, float, float]:
     """Run the tiny study; returns its directory, Ray's start time, the study's wall time and the wait before its
-    first trial."""
+    first trial. ``warm``: start the study WARM_S seconds after Ray, once its idle workers are ready."""
     spec_path = root / "bench.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(epochs), sort_keys=False), encoding="utf-8")
     spec = load_spec(spec_path)
     assert spec.max_concurrent == CONCURRENT
-    study_dir = root / "results" / "bench"
+    study_dir = root / ("warm" if warm else "cold") / "bench"
     start = time.perf_counter()
     connect(spec, None)
     ray_start = time.perf_counter() - start
     try:
+        if warm:
+            time.sleep(WARM_S)
         create_study_dir(study_dir, spec, None)
         start, started = time.perf_counter(), time.time()
         run_phases(study_dir, spec)
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         study_dir, ray_start, phases, first = run_on_ray(root, args.epochs)
         in_ray = trial_time_in_ray(study_dir)
+        _, _, warm_phases, warm_first = run_on_ray(root, args.epochs, warm=True)
         trials, serial = run_serially(study_dir)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -101,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  trial time under Ray  {in_ray:7.1f} s   (summed over trials, {CONCURRENT} at a time)")
     print(f"  speed-up              {serial / phases:7.2f} x   (goal >= 1.7 x; with Ray's start: {serial / (phases + ray_start):.2f} x)")
     print(f"  Ray overhead / trial  {overhead:7.2f} s   (goal <= 1 s)")
+    warm_overhead = (warm_phases * CONCURRENT - serial) / trials
+    print(f"  with warm workers     {warm_phases:7.1f} s   (first trial after {warm_first:.1f} s): speed-up "
+          f"{serial / warm_phases:.2f} x, overhead {warm_overhead:.2f} s per trial")
 
 
 if __name__ == "__main__":
