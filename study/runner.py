@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import ray
 from ray import tune
@@ -35,6 +37,8 @@ from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished,
 # a new trial in its place. The new output engine prints an experiment banner even at verbose=0; the legacy
 # one is silent at 0.
 _RAY_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2", "RAY_AIR_NEW_OUTPUT": "0"}
+_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+_RESTORE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
 EXPERIMENT = "ray"  # the Tune experiment directory inside the study directory
 # The local Ray starts one idle worker per core at once; each imports these before taking work, while the driver
 # sets the study up. Trial actors then start on them (see _plain_trial_actors) with torch, the project and
@@ -125,7 +129,10 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
         cores = os.cpu_count() or 1
         check_resources(spec, cores, "this machine")
         preload = {"preload_python_modules": PRELOAD}
-        ray.init(num_cpus=cores, include_dashboard=False, _system_config=preload, **quiet)
+        # A new local Ray turns token authentication on and says so in a WARNING line, which would head every
+        # study's output; it stays on, unannounced.
+        with _quiet(_TOKEN_SETUP_LOGGER):
+            ray.init(num_cpus=cores, include_dashboard=False, _system_config=preload, **quiet)
         return None
     try:
         ray.init(address=address, **quiet)
@@ -153,7 +160,10 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         _buffer_results(spec)
         _plain_trial_actors()
         if tune.Tuner.can_restore(str(experiment_dir)):
-            tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+            # Tune reads the old run's results first and warns of the trials that were running at the kill and
+            # had sent none (buffered); their own files say where they stand, and they run on below.
+            with _quiet(_RESTORE_ANALYSIS_LOGGER):
+                tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
         else:
             tuner = _new_tuner(study_dir, spec, trainable, storage)
         _finish(job, tuner.fit())
@@ -164,6 +174,18 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
     state = read_state(study_dir)
     state["finished"] = True
     write_state(study_dir, state)
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Hide a library logger's warnings (not its errors) for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _buffer_results(spec: StudySpec) -> None:

@@ -99,8 +99,10 @@ class ArmSearch(OptunaSearch):
             ot_trial.set_user_attr("status", status)
             ot_trial.set_user_attr("epochs", epochs)
             if result and not error:
+                already = ot_trial.constraints  # set before a kill that came before the tell
                 for key, value in constraint_values(self._study_spec, result).items():
-                    ot_trial.set_constraint(key, value)
+                    if key not in already:
+                        ot_trial.set_constraint(key, value)
         super().on_trial_complete(trial_id, result=result, error=error)
 
 

@@ -158,6 +158,7 @@ def test_state_and_status(tiny_study, capsys):
 
 def test_killed_study_resumed_without_rerunning_or_losing_trials(tiny_study):
     assert tiny_study.resumed.returncode == 0, tiny_study.resumed.stderr[-2000:]
+    assert "WARNING" not in tiny_study.resumed.stderr, tiny_study.resumed.stderr[-2000:]  # Ray's start, unannounced
     assert tiny_study.in_flight, "the driver was not killed while a trial was between epochs"
     phases = tiny_study.killed_state["phases"]
     assert any(state == "running" for arms in phases.values() for state in arms.values())
