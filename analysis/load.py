@@ -25,7 +25,8 @@ import pandas as pd
 
 from diffctl.config import config_from_dict, read_yaml_file
 from diffctl.errors import InputError
-from diffctl.files import atomic_write_bytes, read_jsonl
+from diffctl.files import atomic_write_bytes
+from study.trialdir import METRICS_FILE, read_metrics
 
 from .spec import SPEC_FILE, StudySpec, holds, read_spec
 
@@ -145,16 +146,11 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: {exc}") from None
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl (none yet when it is missing), each record checked as :func:`_check_record` says."""
-    if not path.exists():
-        return []
-    try:
-        records = read_jsonl(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+def _read_records(trial_dir: Path) -> list[dict[str, Any]]:
+    """The trial's metrics.jsonl (none yet when it is missing), each record checked as :func:`_check_record` says."""
+    records = read_metrics(trial_dir)
     for i, record in enumerate(records):
-        _check_record(record, f"{path}: record {i + 1}")
+        _check_record(record, f"{trial_dir / METRICS_FILE}: record {i + 1}")
     return records
 
 
@@ -264,7 +260,7 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     spec = read_spec(root)
     rows, epoch_rows = [], []
     for phase, trial_dir in trial_dirs(root):
-        records = _read_records(trial_dir / "metrics.jsonl")
+        records = _read_records(trial_dir)
         row = _trial_row(root, phase, trial_dir, records, spec)
         rows.append(row)
         ids = {k: row[k] for k in (*ID_COLUMNS, "seed")}

@@ -17,7 +17,6 @@ from .errors import EXIT_CHECK_FAILED, EXIT_OK, InputError
 from .train import STATUS_DIVERGED, Trainer
 
 
-
 def recorded_objective(config: Config, path: str | Path) -> tuple[str, float, int]:
     """(metric, value, epoch) from ``provenance.objective``; a file without one raises :class:`InputError`."""
     objective: Any = (config.provenance or {}).get("objective")

@@ -105,7 +105,6 @@ class ArmSearch(OptunaSearch):
                         ot_trial.set_constraint(key, value)
         super().on_trial_complete(trial_id, result=result, error=error)
 
-
     def adopt(self, trial_id: str, result: dict | None, error: bool) -> None:
         """Take over a trial that a killed driver asked and ran after its last experiment snapshot (the restored
         searcher does not know it): tell Optuna its end unless the journal already has it."""
