@@ -1,5 +1,6 @@
-"""study/searcher.py's journal lock: it excludes a second writer while held, and a holder killed with SIGKILL
-(a driver killed while appending to the Optuna journal) leaves it free at once."""
+"""study/searcher.py: the journal lock excludes a second writer while held, and a holder killed with SIGKILL
+(a driver killed while appending to the Optuna journal) leaves it free at once; a trial's end is told to Optuna
+once, with its status and epochs, even by a searcher restored from before a killed driver's tell."""
 
 from __future__ import annotations
 
@@ -58,3 +59,39 @@ def test_journal_storage_writes_under_it(tmp_path):
     study.optimize(lambda trial: trial.suggest_float("w", 0.0, 1.0), n_trials=3)
     assert len(optuna.load_study(study_name="fixed", storage=journal_storage(tmp_path)).trials) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [JOURNAL_FILE, f"{JOURNAL_FILE}.flock"]  # no .lock
+
+
+def _searcher(tmp_path):
+    from study.searcher import ArmSearch
+    from study.spec import spec_from_dict
+    from tiny_specs import TINY
+
+    spec = spec_from_dict(TINY)
+    searcher = ArmSearch(spec, next(iter(spec.arms)), journal_storage(tmp_path))
+    metrics = [searcher.metric] if isinstance(searcher.metric, str) else list(searcher.metric)
+    return spec, searcher, metrics
+
+
+def test_trial_told_before_a_kill_is_not_told_again(tmp_path, caplog):
+    """A driver killed between Optuna's tell and Tune's searcher snapshot leaves a restored searcher that does not
+    know the trial ended; completing it again keeps the journal's values and logs nothing."""
+    spec, searcher, metrics = _searcher(tmp_path)
+    assert searcher.suggest("t1") is not None
+    values = [1.0] * len(metrics)
+    searcher._ot_study.tell(searcher._ot_trials["t1"], values)  # the killed driver's tell
+    with caplog.at_level("WARNING"):
+        searcher.on_trial_complete("t1", result={"status": "ok", "epoch": spec.epochs, **{m: 2.0 for m in metrics}})
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    [frozen] = searcher._ot_study.get_trials()
+    assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == values
+    assert "t1" in searcher._completed_trials
+
+
+def test_trial_completed_once_is_told_with_status_and_epochs(tmp_path):
+    spec, searcher, metrics = _searcher(tmp_path)
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", result={"status": "ok", "epoch": spec.epochs, **{m: 0.5 for m in metrics}})
+    [frozen] = searcher._ot_study.get_trials()
+    assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.5] * len(metrics)
+    assert frozen.user_attrs["status"] == "ok" and frozen.user_attrs["epochs"] == spec.epochs
+    assert frozen.user_attrs["ray_trial_id"] == "t1"
