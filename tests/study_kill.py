@@ -91,17 +91,34 @@ def finished_trials(study_dir: Path) -> dict[str, tuple[int, str, str]]:
     return out
 
 
+def _last_snapshot(study_dir: Path) -> str:
+    """The text of the newest experiment snapshot ("" when none, or replaced while being read)."""
+    snapshots = sorted((study_dir / EXPERIMENT).glob("experiment_state-*.json"))
+    try:
+        return snapshots[-1].read_text() if snapshots else ""
+    except FileNotFoundError:  # replaced by a newer snapshot meanwhile
+        return ""
+
+
+def _running(study_dir: Path) -> list[tuple[Path, dict]]:
+    """The trial.json paths and contents of the trials still running."""
+    infos = ((path, json.loads(path.read_text())) for path in trial_files(study_dir))
+    return [(path, info) for path, info in infos if info["status"] == "running"]
+
+
 def in_flight_trials(study_dir: Path) -> dict[Path, str]:
     """Trials between epochs that the last experiment snapshot knows (so a resume restarts them rather than
     replacing them): trial directory -> its metrics.jsonl text."""
-    snapshots = sorted((study_dir / EXPERIMENT).glob("experiment_state-*.json"))
-    try:
-        known = snapshots[-1].read_text() if snapshots else ""
-    except FileNotFoundError:  # replaced by a newer snapshot meanwhile
-        known = ""
-    out = {}
-    for path in trial_files(study_dir):
-        info = json.loads(path.read_text())
-        if info["status"] == "running" and info["epochs_done"] >= 1 and info["trial_id"] in known:
-            out[path.parent] = path.with_name("metrics.jsonl").read_text()
-    return out
+    known = _last_snapshot(study_dir)
+    return {
+        path.parent: path.with_name("metrics.jsonl").read_text()
+        for path, info in _running(study_dir)
+        if info["epochs_done"] >= 1 and info["trial_id"] in known
+    }
+
+
+def unknown_trials(study_dir: Path) -> list[str]:
+    """Running trials that the last experiment snapshot does not know: a kill now would have the resume abandon
+    them and run new trials in their place."""
+    known = _last_snapshot(study_dir)
+    return [info["trial_id"] for _, info in _running(study_dir) if info["trial_id"] not in known]

@@ -156,6 +156,14 @@ def test_resume_does_not_wait_for_the_killed_drivers_lock(killed_study):
     assert waited == 0, f"{waited} resume(s) waited 30 s for the journal lock of a driver killed at {stale}"
 
 
+def test_no_warning_in_any_drivers_output(killed_study):
+    """Resuming after each kill (a tell made or not, a searcher snapshot taken or not) leaves the libraries
+    nothing to warn about: the output of every driver, killed or finishing, has progress lines only."""
+    lines = killed_study.log.read_text().splitlines()
+    flagged = [line for line in lines if any(word in line for word in ("WARNING", "ERROR", "Traceback"))]
+    assert flagged == [], "\n".join(flagged[:10])
+
+
 def test_trial_total_equals_budget(killed_study):
     study_dir = killed_study.dir
     storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
