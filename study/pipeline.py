@@ -28,7 +28,7 @@ from .objectives import is_feasible, selection_value, tune_metrics
 from .progress import live_progress
 from .searcher import ArmSearch
 from .spec import StudySpec
-from .trialdir import ABANDONED, CONFIRM, ERROR, FINISHED, OK, SEARCH, TrialSummary, read_trials
+from .trialdir import CONFIRM, ERROR, FINISHED, OK, SEARCH, TrialSummary, read_trials
 
 
 def confirmation_sources(spec: StudySpec, trials: list[TrialSummary]) -> list[tuple[TrialSummary, bool]]:
@@ -146,7 +146,8 @@ class StudySearch(Searcher):
         """Whether a run of this configuration and seed ended in an earlier session, unknown to the snapshot
         this searcher was restored from (see :meth:`restore`)."""
         return any(
-            t.status in FINISHED and t.info.get("source_trial") == run["source_trial"] and t.info.get("seed") == run["seed"]
+            t.status in FINISHED and not t.abandoned
+            and (t.info.get("source_trial"), t.info.get("seed")) == (run["source_trial"], run["seed"])
             for t in read_trials(Path(self._study_dir) / CONFIRM / run["arm"])
         )
 
@@ -157,7 +158,7 @@ class StudySearch(Searcher):
         for arm in self._spec.arms:
             for trial in read_trials(Path(self._study_dir) / SEARCH / arm):
                 known = trial.trial_id in self._ended or trial.trial_id in self._live
-                if known or trial.status not in FINISHED or trial.info.get("reason") == ABANDONED:
+                if known or trial.status not in FINISHED or trial.abandoned:
                     continue
                 self._asked[arm] += 1
                 self._ended.add(trial.trial_id)

@@ -252,7 +252,7 @@ def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
                     mark_finished(trial.dir, ERROR, ABANDONED)
     # Ray's results miss the trials a killed driver ran after its last snapshot: count the arms' trials on disk.
     for arm, arm_spec in spec.arms.items():
-        ran = [t for t in read_trials(study_dir / SEARCH / arm) if t.info.get("reason") != ABANDONED]
+        ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]
         if len(ran) < arm_spec.budget:
             _interrupted(study_dir)
 

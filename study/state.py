@@ -74,9 +74,13 @@ def status_lines(study_dir: Path) -> list[str]:
     lines = [f"study {state['name']} at {study_dir} (created {state['created']})"]
     header = f"{'phase':8} {'arm':20} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
     lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
+    abandoned = []
     for phase in (SEARCH, CONFIRM):
         for arm, arm_spec in spec.arms.items():
             trials = read_trials(study_dir / phase / arm)
+            if replaced := sum(t.abandoned for t in trials):
+                abandoned.append(f"{phase} {arm}: {replaced}")
+            trials = [t for t in trials if not t.abandoned]
             phase_state = state["phases"][phase].get(arm, "pending")
             bound = spec.confirm_runs_per_arm()
             total = arm_spec.budget if phase == SEARCH else (len(trials) or bound)
@@ -87,6 +91,8 @@ def status_lines(study_dir: Path) -> list[str]:
                 f"{phase:8} {arm:20} {phase_state:8} {count[OK]:>4} {count[STOPPED]:>4} {count[DIVERGED]:>4} "
                 f"{count[ERROR]:>4} {count[RUNNING]:>4} {total:>5}  {shown}"
             )
+    if abandoned:
+        lines.append(f"not counted, started by a killed driver and replaced on resume: {', '.join(abandoned)}")
     if (warning := disk_warning(study_dir, spec)) is not None:
         lines.append(warning)
     return lines

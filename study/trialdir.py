@@ -118,6 +118,11 @@ class TrialSummary:
     def status(self) -> str:
         return self.info["status"]
 
+    @property
+    def abandoned(self) -> bool:
+        """Started by a killed driver after its last snapshot, and replaced by a new trial on resume."""
+        return self.info.get("reason") == ABANDONED
+
 
 def read_trials(experiment_dir: Path) -> list[TrialSummary]:
     """Every trial directory (with a ``trial.json``) of one Ray experiment, in trial-id order."""

@@ -35,6 +35,7 @@ from optuna.trial import TrialState
 
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
+from study.state import status_lines
 from study.trialdir import FINISHED
 from study_kill import finished_trials, in_flight_trials, kill, poll_until, start_diffctl, trial_files
 from tiny_specs import TINY, diffctl_env, run_diffctl, spec_variant, write_spec
@@ -180,6 +181,12 @@ def test_trial_total_equals_budget(killed_study):
         assert len(confirm) == CONFIRM_RUNS, f"{arm}: {len(confirm)} confirmation runs, expected {CONFIRM_RUNS}"
         assert sorted(t.user_attrs["ray_trial_id"] for t in complete) == sorted(d.name for d in search)
     print(f"trials abandoned by a killed driver and replaced: {abandoned}")
+    # The status table counts each arm's budget once: replaced trials are named below it, not counted as errors.
+    lines = status_lines(study_dir)
+    for line in lines[2:2 + 2 * len(BUDGET)]:
+        phase, arm, _, *counts, total = line.split()[:9]
+        assert sum(map(int, counts)) == int(total) == (BUDGET[arm] if phase == "search" else CONFIRM_RUNS), line
+    assert any(line.startswith("not counted, started by a killed driver") for line in lines) == (abandoned > 0)
     PASSED.add("budget")
 
 
