@@ -91,12 +91,12 @@ class ArmSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and trial_id not in self._completed_trials and _told(ot_trial):
-            # Told by a driver killed after the tell but before its searcher snapshot: the journal has the
-            # end already, and telling it again would only make Optuna refuse ("Cannot tell a COMPLETE trial").
-            self._completed_trials.add(trial_id)
-            return
         if ot_trial is not None and trial_id not in self._completed_trials:
+            if _told(ot_trial):
+                # Told by a driver killed after the tell but before its searcher snapshot: the journal has the
+                # end already, and telling it again would only make Optuna refuse ("Cannot tell a COMPLETE trial").
+                self._completed_trials.add(trial_id)
+                return
             epochs = int(result.get("epoch", 0)) if result else 0
             status = "error" if error else (result or {}).get("status", "stopped")
             if status == "ok" and epochs < self._study_spec.epochs:
@@ -117,10 +117,7 @@ class ArmSearch(OptunaSearch):
         for frozen in study.get_trials(deepcopy=False):
             if frozen.user_attrs.get("ray_trial_id") == trial_id:
                 self._ot_trials[trial_id] = optuna.Trial(study, frozen._trial_id)
-                if frozen.state.is_finished():
-                    self._completed_trials.add(trial_id)
-                else:
-                    self.on_trial_complete(trial_id, result=result, error=error)
+                self.on_trial_complete(trial_id, result=result, error=error)
                 return
 
 

@@ -12,7 +12,9 @@ import time
 
 import optuna
 
-from study.searcher import JOURNAL_FILE, JournalFlock, journal_storage
+from study.searcher import JOURNAL_FILE, ArmSearch, JournalFlock, journal_storage
+from study.spec import spec_from_dict
+from tiny_specs import TINY
 
 HOLD = """
 import sys, time
@@ -62,10 +64,6 @@ def test_journal_storage_writes_under_it(tmp_path):
 
 
 def _searcher(tmp_path):
-    from study.searcher import ArmSearch
-    from study.spec import spec_from_dict
-    from tiny_specs import TINY
-
     spec = spec_from_dict(TINY)
     searcher = ArmSearch(spec, next(iter(spec.arms)), journal_storage(tmp_path))
     metrics = [searcher.metric] if isinstance(searcher.metric, str) else list(searcher.metric)
