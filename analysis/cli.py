@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import collapse, compare, questions
-from .load import load
+from . import ablation, collapse, compare, questions, trajectory
+from .load import build_tables, save_tables
 from .plots import make_plots
 from .report import Findings, cost_table, write_report
 
 
 def analyze(study_dir: str | Path) -> Path:
     """Run the whole analysis of ``study_dir`` and return the path of its report.md."""
-    tables = load(study_dir)
+    tables = build_tables(study_dir)
+    plan = ablation.ablation_plan(tables)  # a damaged ablate.json is refused before anything is written
+    save_tables(tables)
     collapsed = collapse.collapse_table(tables)
     importances, notes = questions.param_importances(tables)
     paired = compare.paired_vs_fixed(tables)
     winner, sentence = compare.winner(tables, paired)
+    box = trajectory.box_check(tables)
+    if winner is not None and (outside := trajectory.outside_box(tables, box, winner)):
+        sentence += " Not a fair comparison: its weights left the reference box (" + "; ".join(outside) + ")."
+    distilled = trajectory.paired_vs_distilled(tables)
+    levels = trajectory.levels(tables, distilled)
     summary = compare.confirm_summary(tables)
+    ablated = ablation.paired_vs_centre(tables, plan)
+    ablation_answers = ablation.answers(tables, plan, ablated)
+    ablation_lines = ablation.answer_lines(tables, plan, ablation_answers)
     findings = Findings(
         tables={
             "cost": cost_table(tables),
@@ -25,15 +35,22 @@ def analyze(study_dir: str | Path) -> Path:
             "confirm_summary": summary,
             "paired_vs_fixed": paired,
             "epochs_to_target": compare.epochs_to_target(tables),
+            "box_check": box,
+            "paired_vs_distilled": distilled,
+            "trajectory": levels,
             "collapse": collapsed,
             "collapse_by_arm": collapse.collapse_by_arm(collapsed),
             "questions": questions.answers(tables, importances),
             "question_groups": questions.grouped_table(tables, collapsed),
             "importances": importances,
+            "ablation": ablated,
+            "ablation_answers": ablation_answers,
         },
         winner=winner,
         winner_sentence=sentence,
         notes={f"importances ({arm})": note for arm, note in notes.items()},
+        extra_conclusions=trajectory.level_lines(tables, levels) + ablation_lines,
+        ablation_lines=ablation_lines,
     )
     findings.plots = make_plots(tables, summary)
     return write_report(tables, findings)

@@ -1,9 +1,11 @@
 """``diffctl export STUDY_DIR [--arm A] --out best.yaml``: the confirmation-phase winner of an arm as a diffctl
 config with its provenance, so that ``diffctl train --config best.yaml`` and ``diffctl reproduce best.yaml`` run it.
 
-Which run: the arm's winning configuration is the search trial whose confirmation runs have the best mean
-selection metric; of its runs, the one with the first spec confirmation seed is exported (a fixed rule, not
-the luckiest seed). Without ``--arm``, the arm with the best such mean is exported.
+Which arm: without ``--arm``, the arm the analysis names the winner (``analysis.compare.winner``: better than
+fixed lambda and feasible on every confirmation seed); when there is none, the fixed-lambda reference arm, and
+the command says so. ``--arm`` is honoured, with a warning when that arm missed the constraints on some seed.
+Which run: the arm's confirmed configuration (``analysis.compare.source_ranking``: most feasible seeds first);
+of its finished runs, the one with the earliest spec confirmation seed (a fixed rule, not the luckiest seed).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,9 @@ from diffctl.config import config_from_dict, dump_config, load_config
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text, read_jsonl
 
-from .compare import t_interval, winner_runs
+from .compare import feasible_share, paired_vs_fixed, winner, winner_runs
 from .load import StudyTables, build_tables
+from .stats import t_interval
 
 VERSIONED_PACKAGES = ("torch", "ray", "optuna", "numpy", "diffctl")
 
@@ -56,19 +60,20 @@ def source_commit() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def best_arm(tables: StudyTables) -> str:
-    """The arm whose winning configuration has the best mean selection metric on the confirmation seeds."""
-    selection = tables.spec.selection
-    column = f"final_{selection.metric}"
-    means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in tables.arms()}
-    means = {arm: m for arm, m in means.items() if m == m}
-    if not means:
-        raise InputError(f"{tables.study_dir}: no finished confirmation run to export")
-    return (min if selection.mode == "min" else max)(means, key=means.get)
+def best_arm(tables: StudyTables) -> tuple[str, str]:
+    """(arm, why): the analysis's winner, else the fixed-lambda reference arm."""
+    name, sentence = winner(tables, paired_vs_fixed(tables))
+    if name is not None:
+        return name, "the winner of the analysis"
+    reference = tables.fixed_arm()
+    if reference is None:
+        raise InputError(f"{tables.study_dir}: no winner and no fixed-λ reference arm; choose one with --arm")
+    return reference, f"the fixed-λ reference arm ({sentence.split(':', 1)[0]})"
 
 
 def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
     runs = winner_runs(tables, arm)
+    runs = runs[runs["usable"]]
     if runs.empty:
         raise InputError(f"--arm {arm}: no finished confirmation run to export")
     order = {seed: i for i, seed in enumerate(tables.spec.confirm_seeds)}
@@ -76,10 +81,14 @@ def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
     return ranked.iloc[0]
 
 
-def provenance(tables: StudyTables, arm: str, run: pd.Series, record: dict, threads: int) -> dict[str, Any]:
+def provenance(
+    tables: StudyTables, arm: str, why: str, run: pd.Series, record: dict, threads: int
+) -> dict[str, Any]:
     """Where the exported config came from and the value ``diffctl reproduce`` must find again."""
     selection = tables.spec.selection
-    confirm = t_interval(winner_runs(tables, arm)[f"final_{selection.metric}"].astype(float))
+    runs = winner_runs(tables, arm)
+    confirm = t_interval(runs.loc[runs["usable"], f"final_{selection.metric}"].astype(float))
+    feasible, seeds = feasible_share(tables, arm)
     return {
         "study": tables.spec.name,
         "study_dir": str(tables.study_dir),
@@ -91,9 +100,13 @@ def provenance(tables: StudyTables, arm: str, run: pd.Series, record: dict, thre
             "metric": selection.metric,
             "mode": selection.mode,
             "constraints": [c.text for c in tables.spec.constraints],
-            "rule": "best feasible search trial per arm; the configuration with the best confirmation mean; "
-            "its run with the first confirmation seed",
+            "rule": "the analysis's winner (better than fixed lambda, feasible on every confirmation seed), else "
+            "the fixed-lambda reference arm, or the arm named with --arm; its confirmed configuration (most "
+            "feasible confirmation seeds, then fewest failed, then best mean); its finished run with the earliest "
+            "confirmation seed",
+            "chosen": why,
         },
+        "feasible_seeds": f"{feasible}/{seeds}",
         "objective": {"metric": selection.metric, "mode": selection.mode, "value": record[selection.metric],
                       "epoch": int(record["epoch"])},
         "objectives": {o.metric: record.get(o.metric) for o in tables.spec.objectives},
@@ -115,17 +128,22 @@ def export_best(study_dir: str | Path, arm: str | None, out: str | Path) -> Path
         raise InputError(f"--out {out}: parent directory {out_path.parent} does not exist")
     tables = build_tables(study_dir)
     if arm is None:
-        arm = best_arm(tables)
+        arm, why = best_arm(tables)
     elif arm not in tables.arms():
         raise InputError(f"--arm {arm}: no such arm (arms: {', '.join(tables.arms())})")
-    run = _exported_run(tables, arm)
+    else:
+        why = "named with --arm"
+    run = _exported_run(tables, arm)  # refuses an arm without a finished confirmation run
+    feasible, seeds = feasible_share(tables, arm)
+    if feasible < seeds:
+        print(f"warning: `{arm}` met the constraints on {feasible} of {seeds} confirmation seeds", file=sys.stderr)
     trial_dir = tables.study_dir / run["trial_dir"]
     config = load_config(trial_dir / "config.yaml")
     records = [r for r in read_jsonl(trial_dir / "metrics.jsonl") if r.get("epoch") == run["final_epoch"]]
     if not records or records[0].get(tables.spec.selection.metric) is None:
         raise InputError(f"{trial_dir}: no {tables.spec.selection.metric} at epoch {run['final_epoch']}")
     exported = config_from_dict(
-        {**config.to_dict(), "provenance": provenance(tables, arm, run, records[0], config.optim.threads)}
+        {**config.to_dict(), "provenance": provenance(tables, arm, why, run, records[0], config.optim.threads)}
     )
     atomic_write_text(out_path, dump_config(exported))
     return out_path
@@ -134,6 +152,9 @@ def export_best(study_dir: str | Path, arm: str | None, out: str | Path) -> Path
 def export_command(study_dir: str, arm: str | None, out: str) -> int:
     """CLI entry: export and print what was written."""
     path = export_best(study_dir, arm, out)
-    objective = load_config(path).provenance["objective"]
-    print(f"wrote {path}: {objective['metric']} = {objective['value']} at epoch {objective['epoch']}")
+    chosen = load_config(path).provenance
+    objective = chosen["objective"]
+    print(f"wrote {path}: arm `{chosen['arm']}`, {chosen['selection_rule']['chosen']}; feasible on "
+          f"{chosen['feasible_seeds']} confirmation seeds; {objective['metric']} = {objective['value']} at epoch "
+          f"{objective['epoch']}")
     return 0

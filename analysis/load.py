@@ -30,7 +30,7 @@ from study.trialdir import METRICS_FILE, read_metrics
 
 from .spec import SPEC_FILE, StudySpec, holds, read_spec
 
-PHASES = ("search", "confirm")
+PHASES = ("search", "confirm", "distill", "ablate")
 USABLE_STATUSES = ("ok", "stopped")
 ID_COLUMNS = ["arm", "phase", "trial_id"]
 TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
@@ -49,8 +49,16 @@ INFO_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "restarts": ((int,), "an integer"),
     "wall_time_s": ((int, float), "a number"),
     "params": ((dict,), "a mapping"),
+    "nodes": ((list,), "a list of sessions"),
     "source_trial": ((str, type(None)), "text or null"),
     "source_feasible": ((bool, type(None)), "true, false or null"),
+    "sampling": ((str, type(None)), "text or null"),
+    "source_arm": ((str, type(None)), "text or null"),
+    "distill": ((str, type(None)), "text or null"),
+    "distilled": ((dict, type(None)), "a mapping or null"),
+    "ablate_axis": ((str, type(None)), "text or null"),
+    "ablate_option": ((str, type(None)), "text or null"),
+    "overrides": ((dict, type(None)), "a mapping or null"),
 }
 INT64 = 2**63  # Parquet stores integers in 64 bits
 
@@ -211,6 +219,7 @@ def _trial_row(
         # Ray's trial ids are random: config.yaml, written once when a trial starts, dates its start instead.
         "started_at": (config_path if config_path.exists() else trial_dir / "trial.json").stat().st_mtime,
     }
+    row.update(_node_columns(info.get("nodes"), trial_dir / "trial.json"))
     # Keys the study layer may add to trial.json later (e.g. source_feasible) become columns as they are.
     row.update({k: v for k, v in info.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
     # A record's status can be more recent than trial.json's if the trial died between the two writes.
@@ -225,6 +234,20 @@ def _trial_row(
         values = [r[objective.metric] for r in finished if _is_number(r.get(objective.metric))]
         row[f"best_{objective.metric}"] = (min if objective.mode == "min" else max)(values) if values else None
     return row
+
+
+def _node_columns(sessions: list | None, path: Path) -> dict[str, Any]:
+    """trial.json's ``nodes`` (one {node_id, hostname} per session) as text columns: ``nodes`` and ``hosts``
+    (comma-joined, in session order), ``first_node``, and ``node_changes`` (sessions that ran on another node
+    than the session before: a trial restarted elsewhere after its node was lost). None where not recorded."""
+    if not sessions:
+        return {"nodes": None, "hosts": None, "first_node": None, "node_changes": None}
+    if not all(isinstance(s, dict) and isinstance(s.get("node_id"), str) and isinstance(s.get("hostname"), str)
+               for s in sessions):
+        raise InputError(f"{path}: nodes: expected a list of {{node_id, hostname}} (got {_shown(sessions)})")
+    ids = [s["node_id"] for s in sessions]
+    return {"nodes": ",".join(ids), "hosts": ",".join(s["hostname"] for s in sessions), "first_node": ids[0],
+            "node_changes": sum(a != b for a, b in zip(ids, ids[1:]))}
 
 
 def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
@@ -281,9 +304,14 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def save_tables(tables: StudyTables) -> None:
+    """Save the tables as trials.parquet / epochs.parquet in the study directory."""
+    write_parquet(tables.trials, tables.study_dir / TRIALS_FILE)
+    write_parquet(tables.epochs, tables.study_dir / EPOCHS_FILE)
+
+
 def load(study_dir: str | Path) -> StudyTables:
     """Read a study directory into tables and save them as trials.parquet / epochs.parquet beside it."""
     tables = build_tables(study_dir)
-    write_parquet(tables.trials, tables.study_dir / TRIALS_FILE)
-    write_parquet(tables.epochs, tables.study_dir / EPOCHS_FILE)
+    save_tables(tables)
     return tables

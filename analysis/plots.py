@@ -1,10 +1,14 @@
 """The study's figures as PNG files under ``<study>/plots/`` (matplotlib, Agg backend, written atomically).
 
-objective_per_arm.png: each objective per arm on the confirmation seeds (mean, 95% t-interval, every seed);
-learning_curves.png: the objectives and recon coverage over epochs per arm (confirmation runs of the winner);
-control_signals.png: rho and the weights over epochs for the best controller and the seed-literal one (each
-arm's winner when the study has no controller); optimization_history.png: the selection metric of each arm's
-search trials in the order they started, with the best feasible value so far.
+objective_per_arm.png: each objective per arm on the confirmation seeds (mean, 95% t-interval, every seed, hollow
+where the seed missed the constraints; ticks say "infeasible k/n"), then each constraint metric with its
+threshold; learning_curves.png: the objectives and recon coverage over epochs per arm (the confirmed
+configuration's runs: mean line, band from the lowest to the highest seed); control_signals.png: rho and the
+weights over epochs for the best controller feasible on every seed (else labelled infeasible) and the
+seed-literal one (each arm's winner when the study has no controller); optimization_history.png: the selection
+metric of each arm's search trials in the order they started, with the best feasible value so far (carried over
+infeasible trials); trajectory_<arm>.png: an adaptive arm against its distilled baselines (mean and 95% t-band
+over seeds).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -24,8 +29,9 @@ from diffctl.arms import WEIGHT_NAMES  # noqa: E402
 from diffctl.files import atomic_write_bytes  # noqa: E402
 
 from .collapse import controller_trials  # noqa: E402
-from .compare import winner_runs  # noqa: E402
+from .compare import all_feasible, feasible_share, main_arms, winner_runs  # noqa: E402
 from .load import StudyTables  # noqa: E402
+from .trajectory import adaptive_arms, distilled_of  # noqa: E402
 
 PLOTS_DIR = "plots"
 SIGNALS = ("rho_mean", *(f"{w}_mean" for w in WEIGHT_NAMES))
@@ -53,24 +59,43 @@ def _grid(n: int, width: float = 4.5, height: float = 3.2) -> tuple[plt.Figure, 
     return fig, flat[:n]
 
 
+def _arm_label(tables: StudyTables, arm: str) -> str:
+    feasible, seeds = feasible_share(tables, arm)
+    return arm if feasible == seeds or not tables.spec.constraints else f"{arm}\ninfeasible {seeds - feasible}/{seeds}"
+
+
 def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) -> Path:
-    """Mean and 95% t-interval of each objective per arm on the confirmation seeds, with every seed's value."""
+    """Mean and 95% t-interval of each objective per arm on the confirmation seeds, with every seed's value
+    (hollow: a seed that missed the constraints), then one panel per constraint metric with its threshold."""
     objectives = tables.spec.tracked_objectives()
-    arms = tables.arms()
-    fig, axes = _grid(len(objectives))
-    for ax, o in zip(axes, objectives):
-        rows = summary[summary["metric"] == o.metric].set_index("arm").reindex(arms)
-        x = np.arange(len(arms))
-        mean = rows["mean"].to_numpy(float)
-        err = np.vstack([mean - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - mean])
-        ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=5, color="black", label="mean, 95% CI")
+    constraints = [c for c in tables.spec.constraints if c.metric not in {o.metric for o in objectives}]
+    arms = main_arms(tables)  # distilled and ablated runs have plots and tables of their own
+    labels = [_arm_label(tables, arm) for arm in arms]
+    fig, axes = _grid(len(objectives) + len(constraints))
+    x = np.arange(len(arms))
+    panels = [(o.metric, f"{o.metric} ({o.mode})", None) for o in objectives]
+    panels += [(c.metric, f"constraint: {c.text}", c) for c in constraints]
+    for ax, (metric, title, constraint) in zip(axes, panels):
+        rows = summary[summary["metric"] == metric].set_index("arm").reindex(arms) if metric in set(
+            summary["metric"]) else None
+        if rows is not None:
+            mean = rows["mean"].to_numpy(float)
+            err = np.vstack([mean - rows["ci_low"].to_numpy(float), rows["ci_high"].to_numpy(float) - mean])
+            ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=5, color="black", label="mean, 95% CI")
         for i, arm in enumerate(arms):
-            values = winner_runs(tables, arm).get(f"final_{o.metric}", pd.Series(dtype=float)).astype(float)
-            ax.scatter(np.full(len(values), i + 0.12), values, s=14, alpha=0.6)
-        ax.set_xticks(x, arms, rotation=20)
-        ax.set_title(f"{o.metric} ({o.mode})")
+            runs = winner_runs(tables, arm)
+            values = runs.get(f"final_{metric}", pd.Series(np.nan, index=runs.index)).astype(float)
+            ok = runs["feasible"].astype(bool).to_numpy()
+            color = f"C{i % 10}"
+            ax.scatter(np.full(ok.sum(), i + 0.12), values[ok], s=16, color=color)
+            ax.scatter(np.full((~ok).sum(), i + 0.12), values[~ok], s=16, facecolors="none", edgecolors=color)
+        for c in tables.spec.constraints:
+            if c.metric == metric:
+                ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1, label=c.text)
+        ax.set_xticks(x, labels, rotation=20, fontsize=8)
+        ax.set_title(title)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Confirmation seeds: winner configuration of each arm")
+    fig.suptitle("Confirmation seeds, confirmed configuration of each arm (hollow: a seed that missed the constraints)")
     return _save(fig, path)
 
 
@@ -86,13 +111,16 @@ def learning_curves(tables: StudyTables, path: Path) -> Path:
         for ax, metric in zip(axes, metrics):
             if metric not in runs or runs[metric].isna().all():
                 continue
-            by_epoch = runs.groupby("epoch")[metric].agg(["mean", "min", "max"])
+            # only the epochs that have it: a full-set metric is null where eval.full_every skipped the full set
+            by_epoch = runs.dropna(subset=[metric]).groupby("epoch")[metric].agg(["mean", "min", "max"])
             line, = ax.plot(by_epoch.index, by_epoch["mean"], marker=".", label=arm)
             ax.fill_between(by_epoch.index, by_epoch["min"], by_epoch["max"], alpha=0.2, color=line.get_color())
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=8)
+    fig.suptitle("Confirmation runs of each arm's confirmed configuration: mean over seeds, band from the lowest to "
+                 "the highest seed")
     return _save(fig, path)
 
 
@@ -121,10 +149,15 @@ def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
     means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in controllers["arm"].unique()}
     means = {arm: m for arm, m in means.items() if m == m}
     if means:
-        best_arm = (min if selection.mode == "min" else max)(means, key=means.get)
+        # "Best" only among controllers feasible on every seed; else the best mean, labelled infeasible.
+        feasible = {arm: m for arm, m in means.items() if all_feasible(tables, arm)}
+        best_arm = (min if selection.mode == "min" else max)(feasible or means, key=(feasible or means).get)
         row = _first_run(tables, winner_runs(tables, best_arm))
         if row is not None:
-            picked.append((f"best controller: {best_arm}", row))
+            shown, seeds = feasible_share(tables, best_arm)
+            label = f"best controller: {best_arm}" if feasible else \
+                f"controller {best_arm} (infeasible {seeds - shown}/{seeds}; no controller feasible on every seed)"
+            picked.append((label, row))
     literal = controllers
     for key, value in SEED_LITERAL.items():
         literal = literal[literal[key] == value] if key in literal else literal.iloc[0:0]
@@ -172,7 +205,8 @@ def optimization_history(tables: StudyTables, path: Path) -> Path:
         for i in mine.index[~mine["usable"]]:
             ax.axvline(i, color="tab:red", alpha=0.3, linestyle=":")
         running = values.where(feasible)
-        running = running.cummin() if selection.mode == "min" else running.cummax()
+        # Carried over infeasible and unfinished trials: the best so far does not end there.
+        running = (running.cummin() if selection.mode == "min" else running.cummax()).ffill()
         ax.step(mine.index, running, where="post", color="black", label="best feasible so far")
         ax.set_title(arm)
         ax.set_xlabel("search trial, in start order (dotted: did not finish)")
@@ -181,13 +215,43 @@ def optimization_history(tables: StudyTables, path: Path) -> Path:
     return _save(fig, path)
 
 
+def trajectory_plot(tables: StudyTables, arm: str, baselines: dict[str, str], path: Path) -> Path:
+    """The selection metric and val exact match A / B over epochs: the arm and its distilled baselines, mean and
+    95% t-band over the confirmation seeds."""
+    metrics = [tables.spec.selection.metric, "val_exact_match_A", "val_exact_match_B"]
+    epochs = tables.epochs
+    fig, axes = _grid(len(metrics))
+    for label in [arm, *baselines.values()]:
+        ids = set(winner_runs(tables, label)["trial_id"])
+        runs = epochs[(epochs["arm"] == label) & epochs["trial_id"].isin(ids)]
+        for ax, metric in zip(axes, metrics):
+            if metric not in runs or runs[metric].isna().all():
+                continue
+            by_epoch = runs.dropna(subset=[metric]).groupby("epoch")[metric].agg(["mean", "std", "count"])
+            half = by_epoch["std"].fillna(0) * stats.t.ppf(0.975, (by_epoch["count"] - 1).clip(lower=1)) \
+                / np.sqrt(by_epoch["count"])
+            line, = ax.plot(by_epoch.index, by_epoch["mean"], marker=".", label=label)
+            ax.fill_between(by_epoch.index, by_epoch["mean"] - half, by_epoch["mean"] + half, alpha=0.15,
+                            color=line.get_color())
+    for ax, metric in zip(axes, metrics):
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{arm} against its distilled baselines (mean, 95% t-band over seeds)")
+    return _save(fig, path)
+
+
 def make_plots(tables: StudyTables, summary: pd.DataFrame) -> dict[str, Path]:
     """Write every figure under ``<study>/plots/`` and return their paths by name."""
     out = Path(tables.study_dir) / PLOTS_DIR
     out.mkdir(exist_ok=True)
-    return {
+    plots = {
         "objective_per_arm": objective_per_arm(tables, summary, out / "objective_per_arm.png"),
         "learning_curves": learning_curves(tables, out / "learning_curves.png"),
         "control_signals": control_signals(tables, out / "control_signals.png"),
         "optimization_history": optimization_history(tables, out / "optimization_history.png"),
     }
+    for arm in adaptive_arms(tables):
+        if baselines := distilled_of(tables, arm):
+            plots[f"trajectory_{arm}"] = trajectory_plot(tables, arm, baselines, out / f"trajectory_{arm}.png")
+    return plots

@@ -2,11 +2,15 @@
 
 For each design axis (rho granularity, statistics, weight regulariser, warm-up, plus the controller's
 objective and where its statistics come from) and each arm whose search varied it: a table grouped by
-option, Optuna's parameter importance of the axis in that arm's study, and a one-line answer. The rule: a
-Kruskal-Wallis test (``scipy.stats.kruskal``) of the selection metric across the options with at least
-``MIN_GROUP`` finished trials; below ``ALPHA`` the option with the best median is named, otherwise (or with
-too few trials) the answer is "no difference detected". Search trials are sampled by TPE, so options also
-differ in the other sampled parameters: the answers are observational, the confirmation phase is the test.
+option, Optuna's parameter importance of the axis in that arm's study, and a one-line answer. The rule: the
+Kruskal-Wallis statistic of the selection metric across the options with at least ``MIN_GROUP`` distinct
+finished configurations, its p-value by permutation (``scipy.stats.permutation_test``: exact when the
+relabellings are few, else ``PERMUTATIONS`` seeded resamples; the large-sample chi-square p-value is far off for
+groups of 2-3); below ``ALPHA`` the option with the best median is named, otherwise the answer is "no difference
+detected", and with too few configurations "not tested". Trials with identical parameters (TPE may draw a
+configuration twice; the search seed is the same) are one piece of evidence, not several. Search trials are
+sampled by TPE, so options also differ in the other sampled parameters: the answers are observational; an
+ablation around the confirmed configuration is the causal test.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from scipy import stats
 
 from study.trialdir import one_line
 
-from .compare import ALPHA, NO_DIFFERENCE
 from .load import StudyTables
+from .stats import ALPHA, NOT_TESTED
 
 QUESTIONS = {
     "arm.rho_granularity": "rho per sample vs per batch",
@@ -32,7 +36,10 @@ QUESTIONS = {
     "arm.objective": "controller objective: same loss vs lookahead",
     "arm.stats_source": "where the statistics come from",
 }
-MIN_GROUP = 2
+MIN_GROUP = 3
+MIN_IMPORTANCE_TRIALS = 10  # Optuna's importances of an arm with fewer complete trials are not shown
+PERMUTATIONS = 9999
+NO_DIFFERENCE = "no difference detected"
 DEFAULT_OPTION = "(default)"
 JOURNAL_FILE = "optuna.journal"
 
@@ -49,8 +56,10 @@ def _varied(tables: StudyTables) -> list[tuple[str, str, pd.DataFrame]]:
         if key not in trials:
             continue
         for arm in tables.arms():
-            # An option left at its default is stored as null: it is an option of its own.
-            group = trials[trials["arm"] == arm].assign(**{key: lambda g: g[key].map(_option)})
+            # An option left at its default is stored as null: it is an option of its own. A configuration drawn
+            # twice trains identically (same search seed): it counts once.
+            mine = trials[trials["arm"] == arm].sort_values("trial_id").drop_duplicates("params")
+            group = mine.assign(**{key: lambda g: g[key].map(_option)})
             if group[key].nunique() >= 2:
                 found.append((key, arm, group))
     return found
@@ -83,18 +92,29 @@ def answer_axis(groups: dict[str, list[float]], metric: str, mode: str) -> tuple
     tested = {k: vs for k, vs in tested.items() if len(vs) >= MIN_GROUP}
     n = sum(len(vs) for vs in tested.values())
     if len(tested) < 2:
-        return math.nan, (f"{NO_DIFFERENCE} (too few trials: fewer than 2 options with >= {MIN_GROUP} "
-                          f"finished trials)")
-    try:
-        p = float(stats.kruskal(*tested.values()).pvalue)
-    except ValueError:  # every value identical: nothing separates the options
-        p = 1.0
+        return math.nan, (f"{NOT_TESTED} (fewer than 2 options with >= {MIN_GROUP} distinct finished "
+                          f"configurations)")
+    p = kruskal_permutation_p(list(tested.values()))
     if math.isnan(p) or p >= ALPHA:
-        return p, f"{NO_DIFFERENCE} on {metric} (Kruskal-Wallis p = {p:.3g}, n = {n})"
+        return p, f"{NO_DIFFERENCE} on {metric} (Kruskal-Wallis, permutation p = {p:.3g}, n = {n})"
     medians = {k: float(pd.Series(vs).median()) for k, vs in tested.items()}
     best = (min if mode == "min" else max)(medians, key=medians.get)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(medians.items(), key=lambda kv: kv[1]))
-    return p, f"`{best}` is best on {metric} (medians: {shown}; Kruskal-Wallis p = {p:.3g}, n = {n})"
+    return p, f"`{best}` is best on {metric} (medians: {shown}; Kruskal-Wallis, permutation p = {p:.3g}, n = {n})"
+
+
+def kruskal_permutation_p(groups: list[list[float]]) -> float:
+    """The p-value of the Kruskal-Wallis statistic under relabelling of the pooled values (exact when the
+    distinct relabellings number fewer than ``PERMUTATIONS``); 1 when every value is identical."""
+    if len({v for g in groups for v in g}) < 2:
+        return 1.0  # nothing separates the options
+
+    def statistic(*samples):
+        return stats.kruskal(*samples).statistic
+
+    result = stats.permutation_test(groups, statistic, permutation_type="independent", alternative="greater",
+                                    n_resamples=PERMUTATIONS, rng=0)
+    return float(result.pvalue)
 
 
 def param_importances(tables: StudyTables) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -116,15 +136,15 @@ def param_importances(tables: StudyTables) -> tuple[pd.DataFrame, dict[str, str]
         storage = JournalStorage(JournalFileBackend(str(path)))
     except Exception as exc:
         return empty, {"*": f"{JOURNAL_FILE} unreadable: {one_line(exc)[:160]}"}
-    for arm in tables.arms():
+    for arm in tables.spec.arms:  # a derived arm (distilled baseline, ablation option) has no Optuna study
         try:
             study = optuna.load_study(study_name=arm, storage=storage)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 importances = optuna.importance.get_param_importances(study)
             complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-            if any("too small" in str(w.message) for w in caught) or complete < 2:
-                notes[arm] = f"too few complete trials ({complete}) for importances"
+            if any("too small" in str(w.message) for w in caught) or complete < MIN_IMPORTANCE_TRIALS:
+                notes[arm] = f"too few complete trials ({complete} < {MIN_IMPORTANCE_TRIALS}) for importances"
                 continue
         except Exception as exc:  # a missing study or too few trials must not stop the analysis
             notes[arm] = f"importances unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
@@ -150,7 +170,9 @@ def answers(tables: StudyTables, importances: pd.DataFrame) -> pd.DataFrame:
             groups = {str(k): g[column].astype(float).to_list() for k, g in usable.groupby(key)} \
                 if column in usable else {}
             p, text = answer_axis(groups, selection.metric, selection.mode)
-            match = importances[(importances["arm"] == arm) & (importances["param"] == key)]
+            # An importance is shown only beside a tested axis (one sampled once or twice says nothing).
+            match = importances[(importances["arm"] == arm) & (importances["param"] == key)] \
+                if not math.isnan(p) else importances.iloc[0:0]
             rows.append({"question": title, "key": key, "arm": arm,
                          "options": ", ".join(sorted(str(v) for v in group[key].unique())),
                          "p_value": p, "importance": float(match["importance"].iloc[0]) if len(match) else math.nan,

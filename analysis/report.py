@@ -15,10 +15,12 @@ import pandas as pd
 
 from diffctl.files import atomic_write_text
 
-from .collapse import AT_FLOOR, COLLAPSED_WEIGHTS
-from .compare import ALPHA, NO_DIFFERENCE
+from .collapse import AT_FLOOR, COLLAPSED_WEIGHTS, RECON_COLLAPSED, collapse_sentence
+from .compare import EPOCHS_TO_EXACT, EXACT_TARGET, auc_metric, full_budget
 from .load import EPOCHS_FILE, TRIALS_FILE, StudyTables
 from .questions import MIN_GROUP
+from .standing import standing_lines
+from .stats import ALPHA, POWER
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
@@ -33,6 +35,8 @@ class Findings:
     winner_sentence: str
     plots: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    extra_conclusions: list[str] = field(default_factory=list)  # more Conclusions lines (e.g. trajectory verdicts)
+    ablation_lines: list[str] = field(default_factory=list)  # the causal answer per question (analysis.ablation)
 
 
 def _cell(value) -> str:
@@ -110,24 +114,72 @@ def _flagged(tables: StudyTables) -> str:
 
 def _conclusions(tables: StudyTables, findings: Findings) -> str:
     lines = [f"- {findings.winner_sentence}"]
-    paired = findings.tables.get("paired_vs_fixed", pd.DataFrame())
-    selection = tables.spec.selection
-    for row in paired[paired["metric"] == selection.metric].itertuples() if not paired.empty else []:
-        if row.n_pairs == 0:
-            lines.append(f"- `{row.arm}` against `{row.reference}`: {row.verdict}.")
-            continue
-        lines.append(f"- `{row.arm}` − `{row.reference}` on {row.metric}: {_cell(row.mean_diff)} "
-                     f"(95% CI {_cell(row.ci_low)} to {_cell(row.ci_high)}, p = {_cell(row.p_value)}, "
-                     f"n = {row.n_pairs}): {row.verdict}.")
+    lines += standing_lines(tables, findings.tables.get("paired_vs_fixed", pd.DataFrame()),
+                            findings.tables.get("box_check", pd.DataFrame()))
+    lines += findings.extra_conclusions
     collapse = findings.tables.get("collapse", pd.DataFrame())
     if not collapse.empty:
-        lines.append(f"- Collapse: {int(collapse['collapsed'].sum())} of {len(collapse)} controller trials "
-                     f"collapsed (>= {COLLAPSED_WEIGHTS} of 4 weights at their floor in >= {AT_FLOOR:.0%} of "
-                     f"the last epoch's steps).")
+        lines.append(f"- Collapse per arm, over its search and confirmation trials: {collapse_sentence(collapse)} "
+                     f"(weights: >= {COLLAPSED_WEIGHTS} of 4 weights at their floor in >= {AT_FLOOR:.0%} of the last "
+                     f"epoch's steps; reconstruction: w_recon at its floor and val exact match < {RECON_COLLAPSED:g}).")
     for row in findings.tables.get("questions", pd.DataFrame()).itertuples():
         if row.arm is not None and isinstance(row.arm, str):
-            lines.append(f"- {row.question} (`{row.key}`, arm `{row.arm}`): {row.answer}.")
+            lines.append(f"- {row.question} (`{row.key}`, arm `{row.arm}`, observational): {row.answer}.")
     return "\n".join(lines) + "\n"
+
+
+def _sampling(tables: StudyTables) -> str:
+    """Per arm: how many search trials TPE drew at random (its start-up) and how many from its model."""
+    search = tables.trials[tables.trials["phase"] == "search"]
+    if "sampling" not in search:
+        return ""
+    parts = []
+    for arm, group in search.groupby("arm", sort=False):
+        counts = group["sampling"].fillna("unknown").value_counts()
+        start = tables.spec.arms.get(arm, {}).get("startup_trials")
+        parts.append(f"`{arm}` {counts.get('random', 0)} random, {counts.get('model', 0)} model-guided"
+                     + (f" (start-up {start})" if start is not None else ""))
+    return "Search trials by how TPE drew them: " + "; ".join(parts) + ".\n"
+
+
+def _selection_note(tables: StudyTables) -> str:
+    top_k = max((int(r["source_trial"].nunique()) for _, r in tables.trials[tables.trials["phase"] == "confirm"]
+                 .groupby("arm")), default=1)
+    if top_k <= 1:
+        return ""
+    return ("Several configurations per arm were confirmed; the one kept was chosen on the same seeds that then "
+            "test it (most feasible seeds first), so its confirmation mean is optimistic.\n")
+
+
+PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high",
+                  "p_holm", "p_equivalent_holm", "detectable", "censored_arm", "censored_reference", "verdict"]
+
+
+def _paired_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in PAIRED_COLUMNS if c in frame]] if not frame.empty else frame
+
+
+def _selection_rows(tables: StudyTables, paired: pd.DataFrame) -> pd.DataFrame:
+    return paired[paired["metric"] == tables.spec.selection.metric] if not paired.empty else paired
+
+
+def _outside_first(box: pd.DataFrame) -> pd.DataFrame:
+    return box.sort_values("inside", kind="stable") if not box.empty else box
+
+
+def _anytime(tables: StudyTables, paired: pd.DataFrame) -> pd.DataFrame:
+    names = [tables.spec.selection.metric, auc_metric(tables).metric, EPOCHS_TO_EXACT]
+    return paired[paired["metric"].isin(names)] if not paired.empty else paired
+
+
+def _ablation(tables: StudyTables, findings: Findings) -> str:
+    """The causal answers first: the ablation around a confirmed configuration, one line per question."""
+    if not findings.ablation_lines:
+        return "No ablation in this study (a spec's `ablate` section asks for one: the causal answers).\n"
+    return ("Ablation: one option at a time changed from the confirmed configuration, everything else equal, each "
+            "run paired with the centre's run on its seed; Holm-corrected over the options of a question at each "
+            f"budget. {_link('ablation_answers')} · {_link('ablation')} (every budget and objective)\n\n"
+            + "\n".join(findings.ablation_lines) + "\n")
 
 
 def render(tables: StudyTables, findings: Findings) -> str:
@@ -149,11 +201,15 @@ confirmation seeds {spec.confirm_seeds} · fixed-λ reference arm `{tables.fixed
 ## Conclusions
 
 {_conclusions(tables, findings)}
-Differences are paired by confirmation seed: paired t-test (`scipy.stats.ttest_rel`) and 95% t-interval of the
-differences; "{NO_DIFFERENCE}" when p >= {ALPHA:g}. Open questions: Kruskal-Wallis across options with
->= {MIN_GROUP} finished search trials each (observational: TPE varied the other parameters too). Weighted
+Differences are paired by confirmation seed: paired t-test and 95% t-interval of the differences, Holm-corrected
+over each family (every arm against the reference on one metric at one budget); `better`/`worse` when the
+corrected p < {ALPHA:g}, `equivalent` when the two one-sided tests against the spec's margin reject (corrected),
+`inconclusive` otherwise (with the smallest difference the design could detect at {POWER:.0%} power), `not
+tested` with fewer than two pairs. Every spec seed counts: a diverged, failed or missing run is an infeasible
+seed. Open questions from the search: Kruskal-Wallis with permutation p-values across options with
+>= {MIN_GROUP} distinct configurations each (observational: TPE varied the other parameters too). Weighted
 training losses are never compared across arms.
-
+{_selection_note(tables)}
 ## Cost
 
 {len(tables.trials)} trials, {cost['wall_hours'].sum():.3g} wall-hours of trial time,
@@ -166,6 +222,7 @@ training losses are never compared across arms.
 `pareto`: on the front of the arm's finished trials over the objectives; `pareto_feasible`: on the front of its
 feasible trials; `selected`: the selection rule's pick. {_link("search")}
 
+{_sampling(tables)}
 {markdown_table(t["search"][search_cols])}
 ## Confirmation seeds (winner configuration of each arm)
 
@@ -174,9 +231,31 @@ Mean [95% t-interval] (n seeds) of the final epoch. {_link("confirm_summary")}
 {markdown_table(confirm_overview(t["confirm_summary"]))}
 ## Against the fixed-λ arm, paired by seed
 
-{_link("paired_vs_fixed")}
+At the whole run, every compared metric. {_link("paired_vs_fixed")} (all budgets)
 
-{markdown_table(t["paired_vs_fixed"])}
+{markdown_table(_paired_columns(full_budget(t["paired_vs_fixed"])))}
+### Anytime: at every budget
+
+The selection metric, the area under its curve (`{auc_metric(tables).metric}`, its mean over the epochs so far)
+and `{EPOCHS_TO_EXACT}` (the first epoch with val exact match >= {EXACT_TARGET:g} on both VAEs; a run that has
+not reached it counts as the budget + 1, `censored_*` say how many).
+
+{markdown_table(_paired_columns(_anytime(tables, t["paired_vs_fixed"])))}
+## Trajectory or destination
+
+Each adaptive arm against its distilled baselines (its own runs' weights and rho held constant from step 0 at
+the last epoch's means, `final`, or the whole run's, `mean`; or replayed open loop epoch by epoch, `replay`),
+paired by seed at every budget on {tables.spec.selection.metric}, Holm-corrected over the three baselines.
+{_link("trajectory")} · {_link("paired_vs_distilled")}
+
+{markdown_table(t["trajectory"])}
+{markdown_table(_paired_columns(_selection_rows(tables, t["paired_vs_distilled"])))}
+### Box check: could the fixed-λ search reach the adaptive arms' weights?
+
+Epoch means of each adaptive arm's weights and rho on its confirmation runs against the reference arm's search
+box (a key it does not search: its constant). {_link("box_check")}
+
+{markdown_table(_outside_first(t["box_check"]))}
 ## Epochs to reach the target
 
 {_link("epochs_to_target")}
@@ -189,7 +268,11 @@ Mean [95% t-interval] (n seeds) of the final epoch. {_link("confirm_summary")}
 {markdown_table(t["collapse_by_arm"])}
 ## Open questions
 
-{_link("questions")} · {_link("question_groups")} · {_link("importances")}
+{_ablation(tables, findings)}
+### Observational evidence: the search trials
+
+TPE varied the other parameters together with each option and drew the options it liked more often: these
+answers are associations, not effects. {_link("questions")} · {_link("question_groups")} · {_link("importances")}
 
 {markdown_table(t["questions"][["question", "arm", "options", "importance", "answer"]])}
 {notes}

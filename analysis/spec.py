@@ -47,6 +47,9 @@ class StudySpec:
     cpus_per_trial: int
     confirm_seeds: list[int]
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budgets: list[tuple[float, int]] = field(default_factory=list)  # (fraction, epoch) of the anytime comparison
+    equivalence: dict[str, float] = field(default_factory=dict)  # metric -> equivalence margin
+    ablate_arm: str | None = None  # the arm whose confirmed configuration is the ablation's centre (None: none)
 
     def named_metrics(self) -> list[tuple[str, str]]:
         """(spec key, metric) of every record field the spec names: objectives, selection, constraints."""
@@ -77,4 +80,7 @@ def read_spec(study_dir: str | Path) -> StudySpec:
         cpus_per_trial=spec.cpus_per_trial,
         confirm_seeds=list(spec.confirm.seeds),
         arms={label: arm.model_dump(mode="python") for label, arm in spec.arms.items()},
+        budgets=spec.confirm.budget_epochs(spec.epochs),
+        equivalence=dict(spec.equivalence),
+        ablate_arm=spec.ablate.arm if spec.ablate is not None else None,
     )

@@ -5,25 +5,35 @@ arm's control, loss, backward, clip, optimiser step, the arm's bookkeeping) — 
 calls. Steps of the arms are interleaved round by round (the order rotating each round) so that a slow spell of
 the machine hits every arm alike; the median over many steps discards the spells that remain. One thread.
 
+A lookahead controller with ``lookahead_every: k`` has two kinds of step (one lookahead update, k - 1 plain
+steps), so a median step says nothing about its epoch: :func:`lookahead_epoch_ratios` times blocks of 8
+consecutive steps of real epochs instead, for k = 1, 2, 4, 8, interleaved the same way.
+
 Example::
 
     result = arm_step_times(["fixed", "dwa", ("lookahead", load_config("configs/x.yaml"))], steps=200)
     result["dwa"]["ratio"]  # median step time of dwa / median step time of fixed
+    lookahead_epoch_ratios(everies=(1, 4))["lookahead every 4"]["ratio"]  # epoch time / the fixed arm's
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import statistics
 import time
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import torch
 
-from diffctl.config import Config, load_config
+from diffctl.config import Config, config_from_dict, load_config
 from diffctl.train import Trainer, pin_threads
 
 BASELINE = "fixed"
 DEFAULT_ARMS = ("fixed", "scheduled", "uncertainty", "dwa", "rlw", "statenet")
+LOOKAHEAD_CONFIG = "configs/controller_lookahead.yaml"
+LOOKAHEAD_EVERIES = (1, 2, 4, 8)
+BLOCK = 8  # steps per timed unit of lookahead_epoch_ratios: a multiple of every lookahead_every measured
 
 ArmSpec = Union[str, Config, tuple[str, Union[str, Config]]]
 
@@ -47,14 +57,8 @@ def _full_batches(trainer: Trainer) -> Iterator[tuple[torch.Tensor, torch.Tensor
                 yield x, index
 
 
-def arm_step_times(kinds_or_configs: Sequence[ArmSpec], steps: int = 300, warmup: int = 10) -> dict[str, dict]:
-    """Median training-step time of each arm and its ratio to the fixed arm (added when not listed).
-
-    Returns ``{label: {"median_ms", "p25_ms", "p75_ms", "ratio", "steps"}}`` in the order given, the fixed arm
-    first when it was added. Two entries with the same label are an error: give one a label of its own.
-    """
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"steps must be >= 1 and warmup >= 0 (got steps={steps}, warmup={warmup})")
+def _trainers(kinds_or_configs: Sequence[ArmSpec]) -> dict[str, Trainer]:
+    """One trainer per labelled entry, the fixed arm first when it is not listed; all on one thread."""
     labelled = [_labelled(spec) for spec in kinds_or_configs]
     labels = [label for label, _ in labelled]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
@@ -64,25 +68,26 @@ def arm_step_times(kinds_or_configs: Sequence[ArmSpec], steps: int = 300, warmup
         labelled.insert(0, _labelled(BASELINE))
     trainers = {label: Trainer(config) for label, config in labelled}
     pin_threads(1)  # every Trainer pins its config's count; the comparison runs on one thread whatever they say
-    batches = {}
-    for label, trainer in trainers.items():
+    for trainer in trainers.values():
         trainer.model.train()
-        trainer.arm.start_epoch(trainer.epoch, trainer.history, trainer.optimizer)
-        batches[label] = _full_batches(trainer)
-    steps_per_epoch = {label: len(t.split.train) // t.config.data.batch_size for label, t in trainers.items()}
-    times: dict[str, list[float]] = {label: [] for label in trainers}
-    order = list(trainers)
-    for round_ in range(warmup + steps):
+    return trainers
+
+
+def _interleaved(units: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, dict]:
+    """Time each unit once per round (the order rotating each round, the first ``warmup`` rounds not kept).
+
+    Returns ``{label: {"median_ms", "p25_ms", "p75_ms", "ratio", "steps"}}``, the ratio to the fixed arm's median.
+    """
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"timed rounds must be >= 1 and warmup >= 0 (got {rounds} and {warmup})")
+    times: dict[str, list[float]] = {label: [] for label in units}
+    order = list(units)
+    for round_ in range(warmup + rounds):
         for label in order[round_ % len(order) :] + order[: round_ % len(order)]:
-            trainer = trainers[label]
-            x, index = next(batches[label])
             start = time.perf_counter()
-            outcome = trainer.train_step(x, index, round_ % steps_per_epoch[label], steps_per_epoch[label])
-            elapsed = time.perf_counter() - start
-            if outcome.problem is not None:
-                raise RuntimeError(f"{label}: {outcome.problem}")
+            units[label]()
             if round_ >= warmup:
-                times[label].append(elapsed)
+                times[label].append(time.perf_counter() - start)
     base = statistics.median(times[BASELINE])
     result = {}
     for label, samples in times.items():
@@ -98,6 +103,81 @@ def arm_step_times(kinds_or_configs: Sequence[ArmSpec], steps: int = 300, warmup
     return result
 
 
+def _checked_step(label: str, trainer: Trainer, x, index, step: int, steps_per_epoch: int) -> None:
+    outcome = trainer.train_step(x, index, step, steps_per_epoch)
+    if outcome.problem is not None:
+        raise RuntimeError(f"{label}: {outcome.problem}")
+
+
+def arm_step_times(kinds_or_configs: Sequence[ArmSpec], steps: int = 300, warmup: int = 10) -> dict[str, dict]:
+    """Median training-step time of each arm and its ratio to the fixed arm (added when not listed).
+
+    Returns ``{label: {"median_ms", "p25_ms", "p75_ms", "ratio", "steps"}}`` in the order given, the fixed arm
+    first when it was added. Two entries with the same label are an error: give one a label of its own.
+    """
+    trainers = _trainers(kinds_or_configs)
+
+    def unit(label: str, trainer: Trainer) -> Callable[[], None]:
+        trainer.arm.start_epoch(trainer.epoch, trainer.history, trainer.optimizer)
+        batches = _full_batches(trainer)
+        steps_per_epoch = len(trainer.train_part) // trainer.config.data.batch_size
+        counter = itertools.count()
+
+        def one_step() -> None:
+            x, index = next(batches)
+            _checked_step(label, trainer, x, index, next(counter) % steps_per_epoch, steps_per_epoch)
+
+        return one_step
+
+    return _interleaved({label: unit(label, t) for label, t in trainers.items()}, steps, warmup)
+
+
+def _epoch_steps(trainer: Trainer) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, int]]:
+    """Endless ``(x, index, step, steps_per_epoch)`` of the trainer's real epochs (short last batch included),
+    starting each epoch as ``Trainer.train_epoch`` does and advancing ``trainer.epoch`` (no evaluation)."""
+    size = trainer.config.data.batch_size
+    steps_per_epoch = math.ceil(len(trainer.train_part) / size)
+    while True:
+        trainer.arm.start_epoch(trainer.epoch, trainer.history, trainer.optimizer)
+        for step, (x, index) in enumerate(trainer.data.batches(trainer.train_part, size, trainer.generator)):
+            yield x, index, step, steps_per_epoch
+        trainer.epoch += 1
+
+
+def lookahead_epoch_ratios(
+    config: Config | None = None, everies: Sequence[int] = LOOKAHEAD_EVERIES, blocks: int = 40, warmup: int = 2
+) -> dict[str, dict]:
+    """Training time of the lookahead controller (``config``, default configs/controller_lookahead.yaml) with
+    ``lookahead_every`` = each of ``everies``, relative to the fixed arm, as in an epoch.
+
+    The timed unit is a block of ``BLOCK`` consecutive steps of real epochs (a multiple of every k: each block
+    holds exactly BLOCK / k lookahead updates, as an epoch holds 1 / k of its steps), interleaved across the
+    arms like :func:`arm_step_times`; ``median_ms`` is per block and ``steps`` counts the timed blocks. Epoch
+    time is proportional to block time.
+    """
+    config = config or load_config(LOOKAHEAD_CONFIG)
+    bad = [k for k in everies if BLOCK % k]
+    if bad:
+        raise ValueError(f"everies: {bad[0]} does not divide the block of {BLOCK} steps")
+    data = config.to_dict()
+    specs = []
+    for k in everies:
+        data["arm"]["lookahead_every"] = k
+        specs.append((f"lookahead every {k}", config_from_dict(data)))
+    trainers = _trainers(specs)
+
+    def unit(label: str, trainer: Trainer) -> Callable[[], None]:
+        steps = _epoch_steps(trainer)
+
+        def block() -> None:
+            for _ in range(BLOCK):
+                _checked_step(label, trainer, *next(steps))
+
+        return block
+
+    return _interleaved({label: unit(label, t) for label, t in trainers.items()}, blocks, warmup)
+
+
 def print_arm_steps(result: dict[str, dict]) -> None:
     """The table ``make bench`` prints: one line per arm."""
     print("training step, 1 thread, batch 256 (median of interleaved steps; ratio to the fixed arm):")
@@ -108,8 +188,20 @@ def print_arm_steps(result: dict[str, dict]) -> None:
         )
 
 
+def print_lookahead_epochs(result: dict[str, dict]) -> None:
+    """The rows ``make bench`` prints for the lookahead cadence: one line per ``lookahead_every``."""
+    print("training epoch, lookahead controller with lookahead_every = k, 1 thread, batch 256 (median of")
+    print(f"interleaved blocks of {BLOCK} steps of real epochs; ratio to the fixed arm's epoch):")
+    for label, row in result.items():
+        print(
+            f"  {label:<24} {row['median_ms']:7.1f} ms / {BLOCK} steps  (p25 {row['p25_ms']:.1f}, p75 "
+            f"{row['p75_ms']:.1f})   ratio {row['ratio']:.2f}x   n={row['steps']}"
+        )
+
+
 def main() -> None:
     print_arm_steps(arm_step_times(DEFAULT_ARMS))
+    print_lookahead_epochs(lookahead_epoch_ratios())
 
 
 if __name__ == "__main__":

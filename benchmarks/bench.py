@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks.arm_steps import DEFAULT_ARMS, arm_step_times, print_arm_steps
-from benchmarks.core_bench import core_benchmark, print_core
+from benchmarks.arm_steps import (
+    DEFAULT_ARMS,
+    arm_step_times,
+    lookahead_epoch_ratios,
+    print_arm_steps,
+    print_lookahead_epochs,
+)
+from benchmarks.core_bench import core_benchmark, eval_schedule_benchmark, print_core, print_eval_schedule
 from diffctl.config import load_config
 
 CHEAPEST = ["arm.kind=controller", "arm.stats_source=encoder", "arm.stats=[code_gap]", "arm.hidden=4"]
@@ -11,6 +17,7 @@ CHEAPEST = ["arm.kind=controller", "arm.stats_source=encoder", "arm.stats=[code_
 
 def main() -> None:
     print_core(core_benchmark())
+    print_eval_schedule(eval_schedule_benchmark())
     controllers = [
         ("controller same_loss", load_config("configs/controller_barrier.yaml")),
         ("controller lookahead", load_config("configs/controller_lookahead.yaml")),
@@ -21,6 +28,7 @@ def main() -> None:
     print_arm_steps(arm_step_times([*DEFAULT_ARMS, *controllers]))
     print("  cheapest: the least work a controller of the design space can do per step (one encoder statistic,")
     print("  hidden width 4, one rho, no regulariser, no warm-up): what any design costs beyond the fixed arm.")
+    print_lookahead_epochs(lookahead_epoch_ratios())
     from benchmarks import study_bench
 
     study_bench.main([])

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from diffctl.config import load_config
+from diffctl.config import Config, EvalConfig, load_config
 from diffctl.data import N_OPERATIONS
 from diffctl.train import Trainer
 
@@ -91,3 +91,72 @@ def print_core(result: dict[str, float]) -> None:
         f"  evaluation      {result['eval_s']:.3f} s   matmuls alone {result['eval_matmul_bound_s']:.3f} s"
         f"   ratio {result['eval_ratio']:.2f}x   (goal <= 0.2 s)"
     )
+
+
+# --- the evaluation schedule: what a 40-epoch trial costs with the full set every epoch, and thinned out -----------
+TRIAL_EPOCHS = 40
+STUDY_FULL_EVERY = 5  # the thinning a study spec sets (eval.full_every); the last epoch is always full
+QUICK_EVAL = ["eval.prior_samples=20000", "eval.triplets=20000"]  # study/specs/quick.yaml's base
+SCHEDULE_TRIALS = {
+    "fixed, quick.yaml eval": ("configs/fixed.yaml", QUICK_EVAL),
+    "fixed, default eval": ("configs/fixed.yaml", []),  # 50,000 prior samples
+    "controller lookahead": ("configs/controller_lookahead.yaml", []),
+}
+
+
+def epoch_costs(config: Config, epochs: int = 3) -> dict[str, float]:
+    """Median seconds of a training epoch, a full evaluation and a cheap one (both after each epoch, their order
+    alternating, so that a slow spell of the machine hits both)."""
+    trainer = Trainer(config)
+    times: dict[str, list[float]] = {"train_s": [], "full_s": [], "cheap_s": []}
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        times["train_s"].append(time.perf_counter() - start)
+        trainer.epoch += 1  # as run_epoch does after its evaluation
+        for full in (True, False) if epoch % 2 == 0 else (False, True):
+            start = time.perf_counter()
+            trainer.evaluate(full)
+            times["full_s" if full else "cheap_s"].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def trial_cost(costs: dict[str, float], eval_config: EvalConfig, epochs: int = TRIAL_EPOCHS) -> dict[str, float]:
+    """A trial of ``epochs`` epochs composed from per-epoch costs under ``eval_config``'s schedule: its seconds on
+    one core, trial-epochs per core-second and the evaluation's share of its time."""
+    full = sum(eval_config.full_at(epoch, epochs) for epoch in range(1, epochs + 1))
+    evaluation = full * costs["full_s"] + (epochs - full) * costs["cheap_s"]
+    total = epochs * costs["train_s"] + evaluation
+    return {"full_epochs": full, "seconds": total, "epochs_per_core_s": epochs / total, "eval_share": evaluation / total}
+
+
+def eval_schedule_benchmark(full_every: int = STUDY_FULL_EVERY) -> dict[str, dict]:
+    """Per trial shape: its per-epoch costs and a 40-epoch trial before (full set every epoch) and after."""
+    result = {}
+    for label, (path, overrides) in SCHEDULE_TRIALS.items():
+        config = load_config(path, [*overrides, "optim.threads=1", f"optim.epochs={TRIAL_EPOCHS}"])
+        costs = epoch_costs(config)
+        result[label] = {
+            **costs,
+            "before": trial_cost(costs, config.eval),
+            "after": trial_cost(costs, config.eval.model_copy(update={"full_every": full_every})),
+            "full_every": full_every,
+        }
+    return result
+
+
+def print_eval_schedule(result: dict[str, dict]) -> None:
+    print(f"evaluation schedule, 1 thread: a {TRIAL_EPOCHS}-epoch trial composed from measured per-epoch costs")
+    print("(median of 3 epochs; full evaluation = the full set, cheap = the val split's loss, exact match, KL):")
+    for label, row in result.items():
+        before, after = row["before"], row["after"]
+        print(
+            f"  {label:<24} train {row['train_s']:.3f} s/epoch, eval full {row['full_s']:.3f} s, cheap"
+            f" {row['cheap_s']:.3f} s ({row['cheap_s'] / row['full_s']:.0%} of full)"
+        )
+        print(
+            f"  {'':<24} full every epoch: {before['epochs_per_core_s']:.3f} trial-epochs/core-s, eval"
+            f" {before['eval_share']:.1%} of the trial;  full_every {row['full_every']} ({after['full_epochs']} full):"
+            f" {after['epochs_per_core_s']:.3f} trial-epochs/core-s ({after['epochs_per_core_s'] / before['epochs_per_core_s']:.2f}x),"
+            f" eval {after['eval_share']:.1%}   (goal <= 15%)"
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 import yaml
@@ -30,51 +30,91 @@ class ConfigError(InputError):
 
 
 class DataConfig(Section):
-    split_seed: int = Field(42, ge=0, le=2**31 - 1)
-    batch_size: int = Field(256, ge=8, le=15_746)
+    split_seed: int = Field(
+        42, ge=0, le=2**31 - 1, description="seed of the train/val/test split (80/10/10) of the 19,683 operations"
+    )
+    batch_size: int = Field(
+        256, ge=8, le=15_746, description="training batch size (at most the 15,746 training operations)"
+    )
 
 
 class ModelConfig(Section):
-    latent_dim: int = Field(16, ge=2, le=256)
-    temperature: float = Field(1.0, gt=0.0, le=10.0)
+    latent_dim: int = Field(16, ge=2, le=256, description="latent dimensions of each VAE")
+    temperature: float = Field(
+        1.0, gt=0.0, le=10.0, description="scale of the sampling noise: z = mu + temperature * sigma * eps"
+    )
 
 
 class LossConfig(Section):
-    free_bits: float = Field(0.5, ge=0.0, le=100.0)
-    margin: float = Field(0.1, ge=0.0, le=100.0)
-    max_triples: int = Field(500, ge=1, le=100_000)
+    free_bits: float = Field(
+        0.5, ge=0.0, le=100.0, description="KL floor per latent dimension, in nats (no gradient below it)"
+    )
+    margin: float = Field(0.1, ge=0.0, le=100.0, description="margin of the 3-adic triplet ranking loss")
+    max_triples: int = Field(500, ge=1, le=100_000, description="random triples per batch for the ranking loss")
     # Upstream extras, off by default: a VAE-B batch-marginal output-entropy bonus and an RBF repulsion on z_B.
-    b_marginal_entropy: float = Field(0.0, ge=0.0, le=100.0)
-    b_repulsion: float = Field(0.0, ge=0.0, le=100.0)
-    repulsion_sigma: float = Field(0.5, gt=0.0, le=100.0)
+    b_marginal_entropy: float = Field(
+        0.0, ge=0.0, le=100.0, description="weight of a VAE-B batch-marginal output-entropy bonus (0: off)"
+    )
+    b_repulsion: float = Field(
+        0.0, ge=0.0, le=100.0, description="weight of an RBF repulsion between VAE-B codes (0: off)"
+    )
+    repulsion_sigma: float = Field(0.5, gt=0.0, le=100.0, description="width of the RBF repulsion kernel")
 
 
 class OptimConfig(Section):
-    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=10.0)
-    clip: float = Field(1.0, gt=0.0, le=1e6)
-    threads: int = Field(1, ge=1, le=256)
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS, description="training epochs (a study sets it from the spec's epochs)")
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="learning rate of AdamW")
+    weight_decay: float = Field(
+        1e-4, ge=0.0, le=10.0, description="AdamW weight decay of the VAEs (an arm's parameters take none)"
+    )
+    clip: float = Field(1.0, gt=0.0, le=1e6, description="gradient-norm clip over all parameters, every step")
+    threads: int = Field(1, ge=1, le=256, description="torch threads (a study sets it from the spec's cpus_per_trial)")
 
 
 class EvalConfig(Section):
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    prior_samples: int = Field(50_000, ge=1, le=10_000_000)
-    triplet_indices: int = Field(5_000, ge=3, le=19_683)
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="seed of the evaluation draws (validation z, prior samples, triples)"
+    )
+    prior_samples: int = Field(
+        50_000, ge=1, le=10_000_000, description="prior samples decoded for sampled_coverage and prior_argmax_coverage"
+    )
+    triplet_indices: int = Field(5_000, ge=3, le=19_683, description="operations drawn for triplet_r")
     # 20,000 triples: the standard error of r is ~0.003 (1,000 triples give ~0.014, as large as arm differences).
-    triplets: int = Field(20_000, ge=1, le=10_000_000)
+    triplets: int = Field(
+        20_000, ge=1, le=10_000_000, description="triples among them for triplet_r and its standard error"
+    )
+    # The full set (coverage over all 19,683 operations, the prior samples, triplet_r, the collapse signals) costs
+    # ~10x the cheap rest (the val split's loss, exact match, trit accuracy, KL): see diffctl.metrics.FULL_SET.
+    full_every: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="evaluate the full set every this many epochs (1: every epoch)"
+    )
+    full_epochs: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+        [], description="epochs always evaluated in full, besides every full_every-th and the last"
+    )
+
+    def full_at(self, epoch: int, epochs: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) of a run of ``epochs`` epochs is evaluated in full."""
+        return epoch == epochs or epoch % self.full_every == 0 or epoch in self.full_epochs
+
+    def check_epochs(self, epochs: int) -> None:
+        """``full_epochs`` must lie within the run's 1..``epochs``; raises :class:`ConfigError` naming the key."""
+        beyond = [e for e in self.full_epochs if e > epochs]
+        if beyond:
+            raise ConfigError(f"eval.full_epochs: epoch {beyond[0]} is beyond optim.epochs ({epochs})")
 
 
 class Config(Section):
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
-    optim: OptimConfig = OptimConfig()
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="seed of the run: initialisation, sampling noise, batch order, triples"
+    )
+    data: DataConfig = Field(DataConfig(), description="the 19,683 operations: their split and the batches")
+    model: ModelConfig = Field(ModelConfig(), description="the dual VAE")
+    loss: LossConfig = Field(LossConfig(), description="the loss terms' own parameters (their weights are the arm's)")
+    optim: OptimConfig = Field(OptimConfig(), description="training length and the AdamW optimiser")
     arm: ArmOptions = FixedOptions()
-    eval: EvalConfig = EvalConfig()
+    eval: EvalConfig = Field(EvalConfig(), description="the evaluation after each epoch")
     # Where an exported config came from (diffctl export); training ignores it.
-    provenance: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = Field(None, description="where an exported config came from (diffctl export)")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="python")
@@ -141,11 +181,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def format_validation_error(err: dict) -> str:
     """One line naming the offending key of one pydantic error (``ValidationError.errors()`` entry)."""
-    loc = [str(p) for p in err["loc"]]
+    ctx = err.get("ctx") or {}
+    # A check across a list's items (arm.segments) puts the item and key it found wrong into ctx['loc'].
+    loc = [*err["loc"], *ctx.get("loc", ())]
     # A tagged union puts the arm kind into the location ('arm', 'fixed', 'rho'): drop it.
     if len(loc) >= 2 and loc[0] == "arm" and loc[1] in ARM_CLASSES:
         loc = [loc[0]] + loc[2:]
-    key = ".".join(loc) or "config"
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "config"
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
@@ -153,7 +195,7 @@ def format_validation_error(err: dict) -> str:
         return f"{key}.kind: unknown arm kind {err['input'].get('kind')!r} (known: {', '.join(ARM_CLASSES)})"
     if kind == "union_tag_not_found":
         return f"{key}.kind: missing (known: {', '.join(ARM_CLASSES)})"
-    value = err.get("input")
+    value = ctx.get("input", err.get("input"))
     shown = repr(value) if not isinstance(value, dict) else "a mapping"
     if len(shown) > 60:
         shown = shown[:57] + "..."
@@ -166,9 +208,11 @@ def config_from_dict(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping of sections, got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc.errors()[0])) from None
+    config.eval.check_epochs(config.optim.epochs)
+    return config
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

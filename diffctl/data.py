@@ -64,6 +64,17 @@ def make_split(seed: int = 42, fractions: tuple[float, float] = (0.8, 0.1)) -> S
     return Split(perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
 
 
+def hold_out(part: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``part`` into (kept, held out): ``round(fraction * len(part))`` indices held out, chosen by a
+    permutation seeded with ``seed``; both keep the order of ``part``."""
+    n_held = round(fraction * len(part))
+    if not 0 < n_held < len(part):
+        raise ValueError(f"holdout fraction {fraction} leaves {n_held} of {len(part)} indices held out")
+    held = torch.zeros(len(part), dtype=torch.bool)
+    held[torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))[:n_held]] = True
+    return part[~held], part[held]
+
+
 class OperationSet:
     """All operations as one float tensor (19,683 x 9) plus their indices."""
 

@@ -4,6 +4,11 @@ None of these quantities is scaled by any arm's weights, so they compare arms fa
 ceiling: even a perfectly uniform sampler reaches only 1 - (1 - 1/19,683)^N (92.1% at N = 50,000), and it
 rewards nearly uniform, untrained decoders; prior argmax coverage decodes the same prior samples by argmax,
 which an untrained decoder cannot game.
+
+An epoch is evaluated in full (every field), or cheaply: the val split's loss, exact match, trit accuracy and
+KL only, the full set (``FULL_SET``: everything over all 19,683 operations, the prior samples or the triples)
+None. The config's ``eval.full_every`` / ``eval.full_epochs`` choose the epochs; a full evaluation gives the
+same values whichever earlier epochs were evaluated cheaply.
 """
 
 from __future__ import annotations
@@ -111,6 +116,63 @@ def decode_in_chunks(model: DualVAE, z: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
 
 
+# Fields of the full set: over all 19,683 operations, the prior samples and the triples. An epoch evaluated
+# without them (``full=False``) has them as None; the cheap rest reads only the val split.
+FULL_SET_PER_VAE = ("recon_coverage", "sampled_coverage", "prior_argmax_coverage", "latent_var", "eff_dim",
+                    "triplet_r", "triplet_r_se", "recon_coverage_at_rho")
+PER_VAE = ("val_exact_match", "val_trit_acc", "recon_coverage", "sampled_coverage", "prior_argmax_coverage", "kl",
+           "latent_var", "eff_dim")
+AT_RHO = ("val_exact_match_at_rho", "recon_coverage_at_rho")
+VAES = ("A", "B")
+
+
+def metric_names(with_rho: bool) -> list[str]:
+    """Every field :func:`evaluate` returns, in its order."""
+    names = ["val_loss_unweighted"]
+    names += [f"{m}_{v}" for v in VAES for m in PER_VAE]
+    names += [f"{m}_{v}" for v in VAES for m in ("triplet_r", "triplet_r_se")]
+    names += [f"{m}_{v}" for v in VAES for m in AT_RHO] if with_rho else []
+    return names
+
+
+FULL_SET = frozenset(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES)
+
+
+def recon_coverage(logits: torch.Tensor, data: OperationSet) -> float:
+    """Fraction of all 19,683 operations that argmax decoding of ``logits`` (one row each) reproduces exactly."""
+    return float((decoded_indices(logits) == data.index).float().mean())
+
+
+def _full_set(
+    model: DualVAE,
+    data: OperationSet,
+    mu: torch.Tensor,
+    logits_all: tuple[torch.Tensor, torch.Tensor],
+    g: torch.Generator,
+    prior_samples: int,
+    triplet_indices: int,
+    triplets: int,
+) -> dict[str, float]:
+    """The full set of both VAEs from the codes ``mu`` and the decoded logits of all operations; draws from ``g``
+    in a fixed order (prior samples, their categorical draws, the triplet indices, the triples)."""
+    out: dict[str, float] = {}
+    prior_z = torch.randn((prior_samples, model.latent_dim), generator=g)
+    for v, name in enumerate(VAES):
+        out[f"recon_coverage_{name}"] = recon_coverage(logits_all[v], data)
+        decoder = (model.vae_a, model.vae_b)[v].decoder
+        prior_logits = torch.cat([decoder(part) for part in prior_z.split(CHUNK)])
+        out[f"sampled_coverage_{name}"] = coverage(trits_to_index(categorical_draw(prior_logits, g) - 1))
+        out[f"prior_argmax_coverage_{name}"] = coverage(decoded_indices(prior_logits))
+        out[f"latent_var_{name}"] = latent_variance(mu[v])
+        out[f"eff_dim_{name}"] = effective_dimension(mu[v])
+    idx = torch.randperm(N_OPERATIONS, generator=g)[:triplet_indices]
+    for v, name in enumerate(VAES):
+        r, se = triplet_concordance(mu[v][idx], data.index[idx], triplets, g)
+        out[f"triplet_r_{name}"] = r
+        out[f"triplet_r_se_{name}"] = se
+    return out
+
+
 @torch.inference_mode()
 def evaluate(
     model: DualVAE,
@@ -123,52 +185,46 @@ def evaluate(
     triplets: int,
     temperature: float = 1.0,
     rho: float | None = None,
-) -> dict[str, float]:
+    full: bool = True,
+) -> dict[str, float | None]:
     """Every per-epoch metric of both VAEs. With ``rho``, also the reconstruction metrics at that rho.
 
     Codes are z = mu except for the unweighted validation loss, whose CE uses z sampled with the evaluation
-    seed (the negative ELBO: CE_A + CE_B + KL_A + KL_B, beta = 1, true KL, no free-bits floor).
+    seed (the negative ELBO: CE_A + CE_B + KL_A + KL_B, beta = 1, true KL, no free-bits floor). Without
+    ``full``, only the cheap fields on the val split are computed (about a tenth of the work), the full set is
+    None. The generator is seeded from ``seed`` at every call and the cheap fields draw first, so a field has
+    the same value whichever earlier epochs were evaluated in full.
     """
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
-    enc_all = encode_in_chunks(model, data.trits)
-    logits_all = decode_in_chunks(model, enc_all.mu)
-    out: dict[str, float] = {}
-
     val = split.val
     x_val = data.trits[val]
-    enc_val = Encoding(enc_all.mu[:, val], enc_all.logvar[:, val])
+    if full:
+        enc_all = encode_in_chunks(model, data.trits)
+        logits_all = decode_in_chunks(model, enc_all.mu)
+        enc_val = Encoding(enc_all.mu[:, val], enc_all.logvar[:, val])
+        logits_val = (logits_all[0][val], logits_all[1][val])
+    else:  # the val split's rows alone: bit for bit the slices of the full pass (tests/test_metrics.py)
+        enc_val = encode_in_chunks(model, x_val)
+        logits_val = decode_in_chunks(model, enc_val.mu)
+    out: dict[str, float | None] = {}
     z_val = DualVAE.sample(enc_val, temperature, g)
     ce_val = torch.stack([reconstruction_ce(lg, x_val) for lg in model.decode(z_val)])
     kl_val = gaussian_kl(enc_val.mu, enc_val.logvar).sum(-1).mean(-1)
     out["val_loss_unweighted"] = float(ce_val.sum() + kl_val.sum())
-
-    prior_z = torch.randn((prior_samples, model.latent_dim), generator=g)
-    names = ("A", "B")
-    for v, name in enumerate(names):
-        logits = logits_all[v]
-        out[f"val_exact_match_{name}"] = exact_match(logits[val], x_val)
-        out[f"val_trit_acc_{name}"] = trit_accuracy(logits[val], x_val)
-        out[f"recon_coverage_{name}"] = float((decoded_indices(logits) == data.index).float().mean())
-        decoder = (model.vae_a, model.vae_b)[v].decoder
-        prior_logits = torch.cat([decoder(part) for part in prior_z.split(CHUNK)])
-        out[f"sampled_coverage_{name}"] = coverage(trits_to_index(categorical_draw(prior_logits, g) - 1))
-        out[f"prior_argmax_coverage_{name}"] = coverage(decoded_indices(prior_logits))
+    for v, name in enumerate(VAES):
+        out[f"val_exact_match_{name}"] = exact_match(logits_val[v], x_val)
+        out[f"val_trit_acc_{name}"] = trit_accuracy(logits_val[v], x_val)
         out[f"kl_{name}"] = float(kl_val[v])
-        out[f"latent_var_{name}"] = latent_variance(enc_all.mu[v])
-        out[f"eff_dim_{name}"] = effective_dimension(enc_all.mu[v])
-
-    idx = torch.randperm(N_OPERATIONS, generator=g)[:triplet_indices]
-    for v, name in enumerate(names):
-        r, se = triplet_concordance(enc_all.mu[v][idx], data.index[idx], triplets, g)
-        out[f"triplet_r_{name}"] = r
-        out[f"triplet_r_se_{name}"] = se
-
     if rho is not None:
-        logits_rho = decode_in_chunks(model, cross_inject(enc_all.mu, torch.tensor(rho)))
-        for v, name in enumerate(names):
-            out[f"val_exact_match_at_rho_{name}"] = exact_match(logits_rho[v][val], x_val)
-            out[f"recon_coverage_at_rho_{name}"] = float((decoded_indices(logits_rho[v]) == data.index).float().mean())
+        logits_rho = decode_in_chunks(model, cross_inject(enc_all.mu if full else enc_val.mu, torch.tensor(rho)))
+        for v, name in enumerate(VAES):
+            at_val = logits_rho[v][val] if full else logits_rho[v]
+            out[f"val_exact_match_at_rho_{name}"] = exact_match(at_val, x_val)
+            if full:
+                out[f"recon_coverage_at_rho_{name}"] = recon_coverage(logits_rho[v], data)
+    if full:
+        out.update(_full_set(model, data, enc_all.mu, logits_all, g, prior_samples, triplet_indices, triplets))
     model.train(was_training)
-    return out
+    return {key: out.get(key) for key in metric_names(rho is not None)}

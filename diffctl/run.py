@@ -12,12 +12,14 @@ from .train import STATUS_DIVERGED, Trainer
 
 
 def out_dir_guard(path: str | Path, flag: str = "--out") -> Path:
-    """Resolve an output directory that must not exist or must be empty (nothing is created here)."""
+    """Resolve an output directory that must not exist or must be empty; its missing parents may be created (nothing
+    is created here), so the nearest existing ancestor must be a directory."""
     out = Path(path).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{flag} {path}: exists and is not an empty directory")
-    if not out.parent.exists():
-        raise InputError(f"{flag} {path}: parent directory {out.parent} does not exist")
+    existing = next(p for p in out.parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{flag} {path}: {existing} is not a directory")
     return out
 
 
@@ -28,16 +30,21 @@ def progress_line(record: dict, epochs: int) -> str:
         f"epoch {record['epoch']}/{epochs}  loss {record['train_loss_weighted']:.3f}  "
         f"nelbo {record['val_loss_unweighted']:.2f}  "
         f"exact A {record['val_exact_match_A']:.3f} B {record['val_exact_match_B']:.3f}  "
-        f"cov A {record['recon_coverage_A']:.3f} B {record['recon_coverage_B']:.3f}  "
-        f"r A {record['triplet_r_A']:.3f} B {record['triplet_r_B']:.3f}  "
+        f"cov A {_shown(record['recon_coverage_A'])} B {_shown(record['recon_coverage_B'])}  "
+        f"r A {_shown(record['triplet_r_A'])} B {_shown(record['triplet_r_B'])}  "
         f"({record['epoch_time_s']:.2f}s + eval {record['eval_time_s']:.2f}s)"
     )
+
+
+def _shown(value: float | None) -> str:
+    """A metric of the full set, or '-' at an epoch evaluated without it."""
+    return "  -  " if value is None else f"{value:.3f}"
 
 
 def train_command(config_path: str, overrides: list[str], out: str, quiet: bool = False) -> int:
     config = load_config(config_path, overrides)
     out_dir = out_dir_guard(out)
-    out_dir.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(config))
     trainer = Trainer(config)
     records: list[dict] = []

@@ -24,7 +24,7 @@ import torch
 from .arms import WEIGHT_NAMES, Arm, Control, LossTerms, StepInputs, build_arm
 from .arms.base import StepContext
 from .config import Config
-from .data import OperationSet, make_split
+from .data import OperationSet, hold_out, make_split
 from .losses import (
     decoder_entropy,
     entropy_alignment,
@@ -102,6 +102,11 @@ class Trainer:
         self.split = make_split(config.data.split_seed)
         self.model = DualVAE(config.model.latent_dim)
         self.arm: Arm = build_arm(config.arm, config.model.latent_dim)
+        # the indices the model trains on, and those an arm's outer objective draws from (arm.outer_holdout())
+        holdout = self.arm.outer_holdout()
+        self.train_part, self.outer_part = (
+            hold_out(self.split.train, holdout, config.data.split_seed) if holdout else (self.split.train,) * 2
+        )
         params = [{"params": list(self.model.parameters())}]
         arm_params = self.arm.trainable_parameters()
         if arm_params:
@@ -148,9 +153,10 @@ class Trainer:
         return StepOutcome(total.detach(), control)
 
     def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training batch drawn with replacement with the run's generator (for an arm's held-out objective)."""
-        rows = torch.randint(len(self.split.train), (self.config.data.batch_size,), generator=self.generator)
-        index = self.split.train[rows]
+        """A batch of ``outer_part`` (the training split, or the part the arm holds out) drawn with replacement
+        with the run's generator, for an arm's outer objective."""
+        rows = torch.randint(len(self.outer_part), (self.config.data.batch_size,), generator=self.generator)
+        index = self.outer_part[rows]
         return self.data.trits[index], index
 
     def train_epoch(self) -> dict:
@@ -158,11 +164,11 @@ class Trainer:
         cfg, arm, opt = self.config, self.arm, self.optimizer
         self.model.train()
         arm.start_epoch(self.epoch, self.history, opt)
-        steps_per_epoch = math.ceil(len(self.split.train) / cfg.data.batch_size)
+        steps_per_epoch = math.ceil(len(self.train_part) / cfg.data.batch_size)
         loss_sum = torch.zeros((), dtype=torch.float64)
         control_sums = {name: torch.zeros((), dtype=torch.float64) for name in ("rho", *WEIGHT_NAMES)}
         steps = 0
-        batches = self.data.batches(self.split.train, cfg.data.batch_size, self.generator)
+        batches = self.data.batches(self.train_part, cfg.data.batch_size, self.generator)
         for step, (x, index) in enumerate(batches):
             outcome = self.train_step(x, index, step, steps_per_epoch)
             if outcome.problem is not None:
@@ -180,28 +186,34 @@ class Trainer:
         self.finished = True
         return {"status": STATUS_DIVERGED, "reason": reason}
 
+    def evaluate(self, full: bool) -> dict:
+        """The evaluation metrics of the model as it is (the full set, or None for it without ``full``)."""
+        ev = self.config.eval
+        return evaluate(
+            self.model,
+            self.data,
+            self.split,
+            seed=ev.seed,
+            prior_samples=ev.prior_samples,
+            triplet_indices=ev.triplet_indices,
+            triplets=ev.triplets,
+            temperature=self.config.model.temperature,
+            rho=self.arm.eval_rho() if self.arm.moves_rho() else None,
+            full=full,
+        )
+
     def run_epoch(self) -> dict:
-        """Train one epoch, evaluate, and return the epoch's flat record."""
+        """Train one epoch, evaluate (in full at the epochs ``eval.full_at`` names), return the epoch's flat record."""
         start = time.perf_counter()
         record = {"epoch": self.epoch + 1}
         record.update(self.train_epoch())
         record["epoch_time_s"] = time.perf_counter() - start
         if record["status"] == STATUS_OK:
             start = time.perf_counter()
-            ev = self.config.eval
-            rho = self.arm.eval_rho() if self.arm.moves_rho() else None
-            metrics = evaluate(
-                self.model,
-                self.data,
-                self.split,
-                seed=ev.seed,
-                prior_samples=ev.prior_samples,
-                triplet_indices=ev.triplet_indices,
-                triplets=ev.triplets,
-                temperature=self.config.model.temperature,
-                rho=rho,
-            )
+            full = self.config.eval.full_at(self.epoch + 1, self.config.optim.epochs)
+            metrics = self.evaluate(full)
             record.update(metrics)
+            record["eval_full"] = int(full)  # 0: the full set (metrics.FULL_SET) is null at this epoch
             record["eval_time_s"] = time.perf_counter() - start
             bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v) and "_se_" not in k]
             if bad:
@@ -239,7 +251,11 @@ def _accumulate(sums: dict[str, torch.Tensor], control: Control) -> None:
     with torch.no_grad():
         sums["rho"] += control.rho.detach().mean()
         for name in WEIGHT_NAMES:
-            sums[name] += getattr(control, name).detach().mean()
+            weight = getattr(control, name).detach()
+            sums[name] += weight.mean()
+            if weight.numel() == 2:  # one weight per VAE: also recorded apart, as <name>_A_mean and <name>_B_mean
+                for vae, value in zip("AB", weight):
+                    sums[f"{name}_{vae}"] = sums.get(f"{name}_{vae}", 0.0) + value.double()
 
 
 def train(config: Config) -> Iterator[dict]:

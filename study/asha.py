@@ -1,6 +1,8 @@
 """Early stopping per arm: one ASHA (asynchronous successive halving) per arm's search, inside the study's one
 Tuner. A single ASHA over every trial would compare arms at its rungs and stop one arm's trials for another
 arm's results; here each arm's search trials meet only each other, and confirmation runs always run to the end.
+A rung compares the first objective at its epoch, which is evaluated in full even when the spec thins the full
+evaluation out (``eval.full_every``; ``study.full_eval`` adds the rung epochs to every trial's config).
 """
 
 from __future__ import annotations

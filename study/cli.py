@@ -7,23 +7,46 @@ the analysis, so that this layer never imports pandas. Bad input raises :class:`
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from diffctl.errors import InputError
+from diffctl.filekind import refuse_config
+
+SHIPPED_SPECS = Path(__file__).resolve().parent / "specs"
+
+
+def spec_path(spec: str) -> str:
+    """``spec`` when it is a file or a path; a bare name NAME is the shipped ``study/specs/NAME.yaml``."""
+    if os.path.exists(spec) or Path(spec).name != spec or Path(spec).suffix in (".yaml", ".yml"):
+        return spec
+    shipped = SHIPPED_SPECS / f"{spec}.yaml"
+    if shipped.is_file():
+        return str(shipped)
+    names = ", ".join(sorted(p.stem for p in SHIPPED_SPECS.glob("*.yaml")))
+    raise InputError(f"{spec}: no such file, and no shipped spec of that name (shipped: {names})")
 
 
 def main(args: argparse.Namespace) -> Path | None:
     """Dispatch ``args.study_command``; returns the study directory after run/resume, None after status."""
     if args.study_command == "status":
-        from .state import status_lines
+        from .state import status_lines, storage_lines
 
-        print("\n".join(status_lines(Path(args.dir).absolute())))
+        directory = Path(args.dir).absolute()
+        print("\n".join(storage_lines(directory) or status_lines(directory)))
+        return None
+    if args.study_command == "dashboard":
+        from .dashboard import dashboard_command
+
+        dashboard_command(args.dir, args.host, args.port)
         return None
     from .runner import resume_study, run_study
 
     if args.study_command == "run":
+        spec = spec_path(args.spec)
+        refuse_config(spec)
         study_dir = run_study(
-            args.spec, name=args.name, storage=args.storage, address=args.address, max_concurrent=args.max_concurrent
+            spec, name=args.name, storage=args.storage, address=args.address, max_concurrent=args.max_concurrent
         )
     elif args.study_command == "resume":
         study_dir = resume_study(args.dir, address=args.address)

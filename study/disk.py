@@ -12,7 +12,8 @@ from diffctl.config import config_from_dict
 from diffctl.model import DualVAE, param_count
 
 from .spec import StudySpec
-from .trialdir import CONFIRM, FINISHED, OK, SEARCH, STATE_FILE, TrialSummary, read_trials
+from .distill import phase_places
+from .trialdir import FINISHED, OK, STATE_FILE, TrialSummary, read_trials
 
 # A Trainer state holds the model's float32 parameters and AdamW's two moments of each (the arm's few
 # parameters, the records and the generator state are small beside them).
@@ -76,7 +77,7 @@ def projected_need(study_dir: Path, spec: StudySpec) -> DiskNeed:
       seen in the study directory, else estimated from the model's parameter count.
     """
     trials: list[TrialSummary] = [
-        t for phase in (SEARCH, CONFIRM) for arm in spec.arms for t in read_trials(study_dir / phase / arm)
+        t for phase, arm in phase_places(spec) for t in read_trials(study_dir / phase / arm)
     ]
     sizes = {t.dir: directory_bytes(t.dir) for t in trials}
     ended = [t for t in trials if t.status in FINISHED]

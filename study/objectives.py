@@ -134,7 +134,7 @@ def record_fields(config: Config, where: str) -> dict[str, Any]:
     data = config.to_dict()
     data["data"]["batch_size"] = len(make_split(config.data.split_seed).train)
     data["optim"]["epochs"] = 1
-    data["eval"].update(prior_samples=16, triplet_indices=16, triplets=16)
+    data["eval"].update(prior_samples=16, triplet_indices=16, triplets=16, full_epochs=[])  # its epoch is full
     record = _probe(json.dumps(data, sort_keys=True))
     if record.get("status") != STATUS_OK:
         raise InputError(f"{where}: a one-step probe epoch diverged ({record.get('reason')}); cannot check metrics")
@@ -147,3 +147,32 @@ def check_metric(metric: str, fields: dict[str, Any], where: str, arm: str) -> N
         raise InputError(f"{where}: unknown metric {metric!r} (records of arm {arm} have: {known})")
     if not _is_number(fields[metric]):
         raise InputError(f"{where}: {metric!r} is not a numeric record field")
+
+
+@dataclass(frozen=True)
+class ConfirmedRun:
+    """One confirmation run as the ranking of confirmed configurations sees it."""
+
+    source: str  # the search trial whose configuration it repeats
+    seed: int
+    finished: bool  # status ok and every epoch run
+    feasible: bool
+    value: float  # the selection metric (NaN when not finished)
+
+
+def rank_sources(runs: list[ConfirmedRun], seeds: list[int], mode: str) -> list[dict[str, Any]]:
+    """The confirmed configurations of one arm, best first: the most spec seeds feasible, then the fewest failed
+    (diverged, errored or missing), then the best mean selection metric over its finished runs, then the source
+    id. Each entry: ``source``, ``feasible`` and ``failed`` (seed counts), ``mean``. The study (the centre of an
+    ablation) and the analysis (the arm's representing runs) rank with this one rule."""
+    ranked = []
+    for source in sorted({r.source for r in runs}):
+        mine = [r for r in runs if r.source == source and r.seed in seeds]
+        done = [r for r in mine if r.finished]
+        values = [r.value for r in done if not math.isnan(r.value)]
+        ranked.append({"source": source, "feasible": len({r.seed for r in mine if r.feasible}),
+                       "failed": len(seeds) - len({r.seed for r in done}),
+                       "mean": math.fsum(values) / len(values) if values else math.nan})
+    sign = -1.0 if mode == "max" else 1.0
+    return sorted(ranked, key=lambda e: (-e["feasible"], e["failed"], math.isnan(e["mean"]),
+                                         0.0 if math.isnan(e["mean"]) else sign * e["mean"], e["source"]))

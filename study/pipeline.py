@@ -9,10 +9,15 @@ searcher alone is asked for that arm's trials, exactly ``budget`` times — one 
 choice would let TPE starve arms; this does not.
 
 Order: the search trials of the arms in spec order (an arm's TPE sees its earlier trials exactly as in a Tuner
-of its own), then the confirmation runs of every arm whose search trials have all ended. Each trial's Ray
-config says where it belongs: ``{"phase", "arm", "params"}`` (+ ``seed``, ``source_trial``,
-``source_feasible`` for a confirmation run). The searcher's state (what was asked, what ended, the
-confirmation plans) is pickled into Tune's experiment snapshot, so ``Tuner.restore`` continues it.
+of its own), then the confirmation runs of every arm whose search trials have all ended, then the distilled
+baselines (``study.distill``) of every adaptive arm whose confirmation runs have all ended, and the ablation
+options (``study.ablate``) around the ablated arm once its confirmation runs have all ended (whatever its
+distillation's progress). Each trial's Ray config says where it belongs: ``{"phase", "arm", "params"}`` (+
+``sampling`` for a search trial; ``seed``, ``source_trial``, ``source_feasible`` for a confirmation run; and
+``source_arm``, ``distill``, ``arm_config`` for a distilled run; ``source_arm``, ``ablate_axis``,
+``ablate_option``, ``overrides`` for an ablation run). The searcher's state (what was asked, what ended, the
+confirmation, distillation and ablation plans) is pickled into Tune's experiment snapshot, so
+``Tuner.restore`` continues it.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from typing import Any
 from optuna.storages import JournalStorage
 from ray.tune.search import Searcher
 
+from .ablate import ablate_runs
+from .distill import derived_places, distill_runs, place_bound
 from .objectives import is_feasible, selection_value, tune_metrics
 from .progress import live_progress
 from .searcher import ArmSearch
 from .spec import StudySpec
-from .trialdir import CONFIRM, ERROR, FINISHED, OK, SEARCH, TrialSummary, read_trials
+from .trialdir import ABLATE, CONFIRM, DISTILL, ERROR, FINISHED, OK, SEARCH, TrialSummary, read_trials
+
+DERIVED = (DISTILL, ABLATE)  # the phases planned from an arm's ended confirmation runs, in this order
 
 
 def confirmation_sources(spec: StudySpec, trials: list[TrialSummary]) -> list[tuple[TrialSummary, bool]]:
@@ -75,6 +84,9 @@ class StudySearch(Searcher):
         self._live: dict[str, tuple[str, str]] = {}  # trial id -> (phase, arm) of trials not ended yet
         self._plans: dict[str, list[dict[str, Any]]] = {}  # arm -> its confirmation runs, once its search ended
         self._given = {arm: 0 for arm in spec.arms}  # confirmation runs suggested per arm
+        # (phase, arm) -> its distilled or ablation runs, planned once its confirmation ended; and how many given
+        self._derived_plans: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._derived_given: dict[tuple[str, str], int] = {}
         self._ended: set[str] = set()  # trial ids that ended
         self._closed: set[tuple[str, str]] = set()  # (phase, arm) whose every trial has ended
 
@@ -93,7 +105,7 @@ class StudySearch(Searcher):
                 params = self._arms[arm].suggest(trial_id)
                 self._asked[arm] += 1
                 self._live[trial_id] = (SEARCH, arm)
-                return {"phase": SEARCH, "arm": arm, "params": params}
+                return {"phase": SEARCH, "arm": arm, "params": params, "sampling": self._arms[arm].sampling[trial_id]}
         waiting = False
         for arm in self._spec.arms:
             if not self.search_ended(arm):
@@ -102,15 +114,67 @@ class StudySearch(Searcher):
             if arm not in self._plans:
                 self._plans[arm] = confirmation_runs(self._spec, Path(self._study_dir), arm)
                 _phase_started(CONFIRM, arm, len(self._plans[arm]), self._spec.confirm_runs_per_arm())
-            while self._given[arm] < len(self._plans[arm]):
-                run = self._plans[arm][self._given[arm]]
-                self._given[arm] += 1
-                if self._confirmed_already(run):
-                    continue
-                self._live[trial_id] = (CONFIRM, arm)
-                return dict(run)
+            run = self._give(trial_id, self._plans[arm], self._given, arm)
+            if run is not None:
+                return run
             self._check_confirmed(arm)
+            if (CONFIRM, arm) not in self._closed:
+                waiting = True  # its distilled baselines and ablation start from its ended confirmation runs
+                continue
+            for phase in DERIVED:
+                run = self._next_derived(trial_id, phase, arm)
+                if run is not None:
+                    return run
+                waiting = waiting or any(self._live_in(phase, label) for label in self._derived_labels(phase, arm))
         return None if waiting else Searcher.FINISHED
+
+    def _give(self, trial_id: str, plans: list[dict[str, Any]], given: dict, key: Any) -> dict[str, Any] | None:
+        """The next planned run (``given[key]`` of ``plans`` were given) that did not end in an earlier session."""
+        while given[key] < len(plans):
+            run = plans[given[key]]
+            given[key] += 1
+            if not self._ended_already(run):
+                self._live[trial_id] = (run["phase"], run["arm"])
+                return dict(run)
+        return None
+
+    def _derived_labels(self, phase: str, arm: str) -> list[str]:
+        return [label for p, label, source in derived_places(self._spec) if (p, source) == (phase, arm)]
+
+    def _next_derived(self, trial_id: str, phase: str, arm: str) -> dict[str, Any] | None:
+        """The next distilled or ablation run made from an arm whose confirmation has ended (planned then)."""
+        key = (phase, arm)
+        if key not in self._derived_plans:
+            plans = self._plan(phase, arm)
+            self._derived_plans[key], self._derived_given[key] = plans, 0
+            for label in self._derived_labels(phase, arm):
+                count = sum(plan["arm"] == label for plan in plans)
+                _phase_started(phase, label, count, place_bound(self._spec, phase, label))
+        run = self._give(trial_id, self._derived_plans[key], self._derived_given, key)
+        if run is None:  # every run given: close the labels whose runs have all ended (or that had none to make)
+            for label in self._derived_labels(phase, arm):
+                self._check_derived(phase, label)
+        return run
+
+    def _plan(self, phase: str, arm: str) -> list[dict[str, Any]]:
+        study_dir = Path(self._study_dir)
+        if phase == DISTILL:
+            return distill_runs(self._spec, study_dir, arm)
+        runs, notes = ablate_runs(self._spec, study_dir, arm)
+        progress = live_progress()
+        for note in notes if progress is not None else ():
+            progress.notice(note)
+        return runs
+
+    def _check_derived(self, phase: str, label: str) -> None:
+        """Close a distilled baseline's or ablation option's phase once every run planned for it was given and
+        has ended."""
+        source = next(s for p, lab, s in derived_places(self._spec) if (p, lab) == (phase, label))
+        key = (phase, source)
+        plans = self._derived_plans.get(key)
+        if plans is None or self._derived_given[key] < len(plans) or self._live_in(phase, label):
+            return
+        self._close(phase, label)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         phase, arm = self._live.get(trial_id, (None, None))
@@ -126,6 +190,8 @@ class StudySearch(Searcher):
                 self._close(SEARCH, arm)
         elif phase == CONFIRM:
             self._check_confirmed(arm)
+        elif phase in DERIVED:
+            self._check_derived(phase, arm)
 
     def _live_in(self, phase: str, arm: str) -> bool:
         return any(place == (phase, arm) for place in self._live.values())
@@ -142,13 +208,13 @@ class StudySearch(Searcher):
             if progress is not None:
                 progress.end_phase(phase, arm)
 
-    def _confirmed_already(self, run: dict[str, Any]) -> bool:
-        """Whether a run of this configuration and seed ended in an earlier session, unknown to the snapshot
-        this searcher was restored from (see :meth:`restore`)."""
+    def _ended_already(self, run: dict[str, Any]) -> bool:
+        """Whether a run of this source and seed (confirmation or distilled) ended in an earlier session, unknown
+        to the snapshot this searcher was restored from (see :meth:`restore`)."""
         return any(
             t.status in FINISHED and not t.abandoned
             and (t.info.get("source_trial"), t.info.get("seed")) == (run["source_trial"], run["seed"])
-            for t in read_trials(Path(self._study_dir) / CONFIRM / run["arm"])
+            for t in read_trials(Path(self._study_dir) / run["phase"] / run["arm"])
         )
 
     def _adopt_unknown_trials(self) -> None:
@@ -172,7 +238,11 @@ class StudySearch(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        # A snapshot taken before the ablation phase keeps its distilled runs by arm (none: before distillation).
+        state.setdefault("_derived_plans", {(DISTILL, a): p for a, p in state.pop("_distill_plans", {}).items()})
+        state.setdefault("_derived_given", {(DISTILL, a): n for a, n in state.pop("_distill_given", {}).items()})
+        self.__dict__.update(state)
         self._adopt_unknown_trials()
 
 

@@ -19,7 +19,8 @@ from ray import tune
 from .objectives import is_feasible, selection_value
 from .spec import StudySpec
 from .state import PHASE_DONE, PHASE_RUNNING, best_trial, read_state, set_phase
-from .trialdir import CONFIRM, FINISHED, OK, SEARCH, read_trials
+from .distill import phase_places, place_bound
+from .trialdir import FINISHED, OK, SEARCH, read_trials
 
 
 def trial_place(config: dict[str, Any]) -> tuple[str, str]:
@@ -54,14 +55,12 @@ class StudyProgress:
         self.counted: set[str] = set()  # trial ids already finished (also those of an earlier session)
         self.done_now = 0
         self.phases: dict[tuple[str, str], _Phase] = {}
-        bound = spec.confirm_runs_per_arm()
-        confirmed = read_state(study_dir)["phases"][CONFIRM]
-        for phase in (SEARCH, CONFIRM):
-            for arm in spec.arms:
-                trials = read_trials(study_dir / phase / arm)
-                self.counted.update(t.trial_id for t in trials if t.status in FINISHED)
-                if phase == CONFIRM and confirmed.get(arm) == PHASE_DONE:
-                    self.total += len(trials) - bound
+        phases = read_state(study_dir)["phases"]
+        for phase, arm in phase_places(spec):
+            trials = read_trials(study_dir / phase / arm)
+            self.counted.update(t.trial_id for t in trials if t.status in FINISHED)
+            if phase != SEARCH and phases.get(phase, {}).get(arm) == PHASE_DONE:
+                self.total += len(trials) - place_bound(spec, phase, arm)
 
     def start_phase(self, phase: str, arm: str, total: int, replaces: int) -> None:
         """A phase of one arm begins (or resumes) with ``total`` trials, where the study total counted ``replaces``
@@ -70,7 +69,8 @@ class StudyProgress:
         set_phase(self.study_dir, phase, arm, PHASE_RUNNING)
         state = self.phases[phase, arm] = self._from_files(phase, arm, total)
         resumed = f", {state.done} already done" if state.done else ""
-        self._print(f"{phase} {arm}: {total} trials, {self.spec.max_concurrent} at a time{resumed}")
+        if total:  # a phase with nothing to run (an ablation option like its centre) says why elsewhere
+            self._print(f"{phase} {arm}: {total} trials, {self.spec.max_concurrent} at a time{resumed}")
 
     def end_phase(self, phase: str, arm: str) -> None:
         """Every trial of a phase of one arm has ended."""
@@ -88,7 +88,7 @@ class StudyProgress:
         self.done_now += 1
         phase, arm = place
         if place not in self.phases:  # a phase started in an earlier session; this trial is counted below
-            total = self.spec.arms[arm].budget if phase == SEARCH else self.spec.confirm_runs_per_arm()
+            total = place_bound(self.spec, phase, arm)
             self.phases[place] = self._from_files(phase, arm, total, besides=trial_id)
         state = self.phases[place]
         state.done += 1

@@ -24,7 +24,9 @@ from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 
 from .asha import ArmASHA
+from .distill import phase_places
 from .pipeline import StudySearch
+from .cluster import check_storage
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import close_orphans, journal_storage
 from .spec import StudySpec, check_resources, dump_spec, load_spec
@@ -67,6 +69,8 @@ def run_study(
         raise InputError(f"--name {spec.name}: {study_dir} exists (resume it with: diffctl study resume {study_dir})")
     address = connect(spec, address)
     try:
+        if address is not None:  # every node writes its trials' files into the study directory
+            check_storage(study_dir, f"--storage {storage}")
         create_study_dir(study_dir, spec, address)
         run_phases(study_dir, spec)
     finally:
@@ -90,9 +94,8 @@ def resume_study(directory: str, *, address: str | None) -> Path:
         spec = load_spec(study_dir / SPEC_FILE, probe=False)
     except InputError as exc:
         raise InputError(f"{study_dir / SPEC_FILE}: {exc}") from None
-    for phase in (SEARCH, CONFIRM):  # a damaged trial file is refused before Ray starts
-        for arm in spec.arms:
-            read_trials(study_dir / phase / arm)
+    for phase, arm in phase_places(spec):  # a damaged trial file is refused before Ray starts
+        read_trials(study_dir / phase / arm)
     if _earlier_layout(study_dir):
         if not all(state["phases"][phase].get(arm) == PHASE_DONE for phase in (SEARCH, CONFIRM) for arm in spec.arms):
             raise InputError(
@@ -105,6 +108,8 @@ def resume_study(directory: str, *, address: str | None) -> Path:
         return study_dir  # every trial has its final status: nothing to run (the command line redoes the analysis)
     address = connect(spec, address)
     try:
+        if address is not None:
+            check_storage(study_dir, str(study_dir))
         state["ray_address"] = address
         write_state(study_dir, state)
         run_phases(study_dir, spec)
@@ -132,7 +137,8 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
         # A new local Ray turns token authentication on and says so in a WARNING line, which would head every
         # study's output; it stays on, unannounced.
         with _quiet(_TOKEN_SETUP_LOGGER):
-            ray.init(num_cpus=cores, include_dashboard=False, _system_config=preload, **quiet)
+            # address="local": a new local Ray even when `ray start` left an address file on this machine
+            ray.init(address="local", num_cpus=cores, include_dashboard=False, _system_config=preload, **quiet)
         return None
     try:
         ray.init(address=address, **quiet)
@@ -245,11 +251,10 @@ def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
         else:
             epoch = (result.metrics or {}).get("epoch")
             mark_finished(trial_dir, STOPPED, f"stopped early by ASHA after epoch {epoch}")
-    for phase in (SEARCH, CONFIRM):
-        for arm in spec.arms:
-            for trial in read_trials(study_dir / phase / arm):
-                if trial.dir not in known:
-                    mark_finished(trial.dir, ERROR, ABANDONED)
+    for phase, arm in phase_places(spec):
+        for trial in read_trials(study_dir / phase / arm):
+            if trial.dir not in known:
+                mark_finished(trial.dir, ERROR, ABANDONED)
     # Ray's results miss the trials a killed driver ran after its last snapshot: count the arms' trials on disk.
     for arm, arm_spec in spec.arms.items():
         ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,26 @@ def journal_storage(study_dir: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE), lock_obj=lock))
 
 
-def tpe_sampler(spec: StudySpec) -> optuna.samplers.TPESampler:
-    """Seeded TPE; ``group=True`` models each conditional sub-space on its own (it needs multivariate)."""
+RANDOM, MODEL = "random", "model"  # how a search trial's parameters were drawn (TPE start-up or its model)
+
+
+def arm_sampler_seed(spec: StudySpec, arm: str) -> int:
+    """The arm's own sampler seed: the spec's ``sampler_seed`` moved by a hash of the arm label, so that two
+    arms with the same key and range do not draw identical values (one seed for all made the fixed arm's and
+    the uncertainty arm's rho both 0.30138...), and adding an arm changes no other arm's draws."""
+    return (spec.sampler_seed + zlib.crc32(arm.encode("utf-8"))) % 2**31
+
+
+def tpe_sampler(spec: StudySpec, arm: str) -> optuna.samplers.TPESampler:
+    """Seeded TPE with the arm's start-up trials (:meth:`~study.spec.ArmSpec.startup`); ``group=True`` models each
+    conditional sub-space on its own (it needs multivariate). Optuna 5's constant liar (on by default) stays on:
+    trials running at once are modelled as pending, so concurrent suggestions spread out."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group is "experimental"
-        return optuna.samplers.TPESampler(seed=spec.sampler_seed, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(
+            seed=arm_sampler_seed(spec, arm), n_startup_trials=spec.arms[arm].startup(), multivariate=True,
+            group=True, constant_liar=True,
+        )
 
 
 class ArmSearch(OptunaSearch):
@@ -75,18 +91,25 @@ class ArmSearch(OptunaSearch):
             space=SearchSpace(spec.arms[arm].space),
             metric=metrics[0] if single else metrics,
             mode=modes[0] if single else modes,
-            sampler=tpe_sampler(spec),
+            sampler=tpe_sampler(spec, arm),
             study_name=arm,
             storage=storage,
         )
         self._study_spec = spec
+        self._startup = spec.arms[arm].startup()
+        self.sampling: dict[str, str] = {}  # Ray trial id -> RANDOM or MODEL
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._ot_study.set_metric_names([o.metric for o in spec.objectives])
 
     def suggest(self, trial_id: str) -> dict | None:
+        # TPE draws at random while the study has fewer finished trials than its start-up count (Optuna 5,
+        # TPESampler._sample_relative): count them as it does, before it asks.
+        finished = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         params = super().suggest(trial_id)
+        self.sampling[trial_id] = RANDOM if len(finished) < self._startup else MODEL
         self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        self._ot_trials[trial_id].set_user_attr("sampling", self.sampling[trial_id])
         return params
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

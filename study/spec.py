@@ -22,16 +22,20 @@ import pydantic
 import yaml
 from pydantic import Field
 
-from diffctl.config import MAX_EPOCHS, ConfigError, config_from_dict, read_yaml_file
+from diffctl.config import MAX_EPOCHS, read_yaml_file
 from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.schema import Section
 
-from .objectives import check_metric, parse_constraint, record_fields
+from .ablate import Ablate, ablate_runs_bound
+from .full_eval import add_full_epochs
 
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SEED_MAX = 2**31 - 1
 MAX_CONCURRENT = 4096
+TPE_STARTUP = 10  # Optuna's default n_startup_trials
+# Metrics the analysis derives from a run's epochs (not record fields) that may carry an equivalence margin.
+DERIVED_METRICS = ("epochs_to_exact_match",)
 # Keys the spec owns: every trial of a study trains for the same epochs with the same thread count.
 RESERVED_KEYS = {"optim.epochs": "the spec's epochs", "optim.threads": "the spec's cpus_per_trial"}
 
@@ -88,12 +92,32 @@ class Asha(Section):
 class Confirm(Section):
     top_k: int = Field(1, ge=1, le=1000)
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([1001, 1002, 1003], min_length=1)
+    # The anytime comparison: every confirmation comparison at these fractions of the epochs (the last one is 1).
+    budgets: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field([0.25, 0.5, 1.0], min_length=1, max_length=20)
+    # Distilled baselines of every arm whose weights or rho move (study.distill); [] turns them off.
+    distill: list[Literal["final", "mean", "replay"]] = Field(["final", "mean", "replay"], max_length=3)
+
+    def budget_epochs(self, epochs: int) -> list[tuple[float, int]]:
+        """(fraction, epoch) of each budget, the epoch rounded and at least 1, in increasing order, once each."""
+        found: dict[int, float] = {}
+        for fraction in sorted(set(self.budgets) | {1.0}):
+            found.setdefault(max(1, round(fraction * epochs)), fraction)
+        return [(fraction, epoch) for epoch, fraction in sorted(found.items())]
 
 
 class ArmSpec(Section):
     budget: int = Field(ge=1, le=100_000)
     config: dict[str, Any] = {}
     space: dict[str, Distribution] = {}
+    # TPE's random start-up trials; null: a third of the budget, at least 2 and at most Optuna's default of 10
+    # (with Optuna's default every arm of a budget below 10 would be a pure random search).
+    startup_trials: int | None = Field(None, ge=0, le=100_000)
+
+    def startup(self) -> int:
+        """The arm's TPE start-up trials (drawn at random before TPE models the finished ones)."""
+        if self.startup_trials is not None:
+            return self.startup_trials
+        return min(TPE_STARTUP, max(2, self.budget // 3))
 
 
 class StudySpec(Section):
@@ -108,19 +132,26 @@ class StudySpec(Section):
     cpus_per_trial: int = Field(1, ge=1, le=256)
     asha: Asha | None = None
     confirm: Confirm = Confirm()
+    # Equivalence margins per metric (the two one-sided tests of the analysis): |difference| < margin is
+    # "equivalent". A metric without a margin can be better, worse or inconclusive, never equivalent.
+    equivalence: dict[str, Annotated[float, Field(gt=0.0)]] = {}
     arms: dict[str, ArmSpec] = Field(min_length=1)
+    ablate: Ablate | None = None  # null: no ablation phase
 
-    def trial_config(self, arm: str, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    def trial_config(self, arm: str, params: dict[str, Any], seed: int | None = None,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The diffctl config (as a dict) of one trial: base, then the arm's config, then the spec's epochs and
-        threads, then the sampled flat ``params``, then ``seed`` when given."""
+        threads, then the sampled flat ``params``, then an ablation option's flat ``overrides``, then ``seed`` when
+        given; with ``eval.full_every`` > 1, every epoch the study reads is added to ``eval.full_epochs``
+        (``study.full_eval``)."""
         data = copy.deepcopy(self.base)
         _merge(data, copy.deepcopy(self.arms[arm].config))
         _merge(data, {"optim": {"epochs": self.epochs, "threads": self.cpus_per_trial}})
-        for key, value in params.items():
+        for key, value in {**params, **copy.deepcopy(overrides or {})}.items():
             _set_flat(data, key, value)
         if seed is not None:
             data["seed"] = seed
-        return data
+        return add_full_epochs(self, data)
 
     def confirm_runs_per_arm(self) -> int:
         """Upper bound of an arm's confirmation runs (top_k x seeds; fewer when fewer search trials qualify)."""
@@ -130,8 +161,15 @@ class StudySpec(Section):
         """Upper bound of the confirmation runs of the whole study."""
         return len(self.arms) * self.confirm_runs_per_arm()
 
+    def distill_runs_per_arm(self) -> int:
+        """Upper bound of one distilled baseline's runs (one per confirmation run of its source arm)."""
+        return self.confirm_runs_per_arm()
+
     def total_trials(self) -> int:
-        return sum(arm.budget for arm in self.arms.values()) + self.confirm_runs()
+        from .distill import distilled_arms  # distill reads the spec: imported here, not at the top
+
+        distilled = len(distilled_arms(self)) * self.distill_runs_per_arm()
+        return sum(arm.budget for arm in self.arms.values()) + self.confirm_runs() + distilled + ablate_runs_bound(self)
 
 
 def _merge(into: dict, extra: dict) -> None:
@@ -252,130 +290,14 @@ def load_spec(
             "max_concurrent": max_concurrent or spec.max_concurrent,
         }
     )
+    from .spec_checks import check_spec  # the checks read this module's classes: imported here
+
     check_spec(spec, probe=probe)
     return spec
 
 
 def dump_spec(spec: StudySpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-
-
-# --- checks against diffctl -------------------------------------------------------------------------------------
-def check_spec(spec: StudySpec, probe: bool = True) -> None:
-    """Every check that needs more than the schema; raises :class:`SpecError` naming the key. ``probe``: also
-    look every metric up in a real epoch record of each arm kind."""
-    for key in flat_keys(spec.base):
-        if key in RESERVED_KEYS:
-            raise SpecError(f"base.{key}: set by {RESERVED_KEYS[key]}")
-    try:  # the arm section is checked with each arm's own config, which may change its kind
-        config_from_dict({k: v for k, v in spec.base.items() if k != "arm"})
-    except ConfigError as exc:
-        raise SpecError(f"base: {exc}") from None
-    for label, arm in spec.arms.items():
-        _check_arm(spec, label, arm)
-    if len(set(spec.confirm.seeds)) != len(spec.confirm.seeds):
-        raise SpecError(f"confirm.seeds: repeated seed in {spec.confirm.seeds}")
-    constraints = [parse_constraint(text, f"constraints[{i}]") for i, text in enumerate(spec.constraints)]
-    uses = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(spec.objectives)]
-    if len({o.metric for o in spec.objectives}) != len(spec.objectives):
-        raise SpecError("objectives: the same metric is listed twice")
-    uses.append(("selection.metric", spec.selection.metric if spec.selection else spec.objectives[0].metric))
-    uses += [(f"constraints[{i}]", c.metric) for i, c in enumerate(constraints)]
-    if not probe:
-        return
-    probed: dict[str, dict[str, Any]] = {}
-    for label in spec.arms:
-        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
-        # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
-        config = config_from_dict(spec.trial_config(label, {}))
-        config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
-        kind = config.arm.kind
-        if kind not in probed:
-            probed[kind] = record_fields(config, f"arms.{label}")
-        for where, metric in uses:
-            check_metric(metric, probed[kind], where, label)
-
-
-def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
-    where = f"arms.{label}"
-    if not re.match(LABEL_PATTERN, label):
-        raise SpecError(f"{where}: an arm label uses letters, digits, '_', '.', '-' (at most 64 characters)")
-    for key in flat_keys(arm.config):
-        if key in RESERVED_KEYS:
-            raise SpecError(f"{where}.config.{key}: set by {RESERVED_KEYS[key]}")
-    if not arm.space:
-        raise SpecError(f"{where}.space: empty (an arm needs at least one searched key; its budget buys nothing)")
-    for key, dist in arm.space.items():
-        _check_distribution(f"{where}.space.{key}", key, dist, arm.space)
-    try:
-        sampling_order(arm.space)
-    except SpecError as exc:
-        raise SpecError(f"{where}.{exc}") from None
-    try:
-        config_from_dict(spec.trial_config(label, {}))
-    except ConfigError as exc:
-        raise SpecError(f"{where}.config: {exc}") from None
-    for params in _sample_params(arm.space):
-        try:
-            config = config_from_dict(spec.trial_config(label, params))
-        except ConfigError as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            raise SpecError(f"{where}.space: {exc} (with {shown})") from None
-        if config.seed in spec.confirm.seeds:
-            raise SpecError(
-                f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
-            )
-
-
-def _check_distribution(where: str, key: str, dist: Distribution, space: dict[str, Distribution]) -> None:
-    if key in RESERVED_KEYS or key == "seed":
-        reason = RESERVED_KEYS.get(key, "confirm.seeds (a seed is not a hyperparameter)")
-        raise SpecError(f"{where}: not searchable, set by {reason}")
-    if isinstance(dist, CategoricalDistribution):
-        if not dist.choices:
-            raise SpecError(f"{where}.choices: empty")
-        if len({repr(c) for c in dist.choices}) != len(dist.choices):
-            raise SpecError(f"{where}.choices: repeated choice in {dist.choices}")
-    else:
-        if not dist.low < dist.high:
-            raise SpecError(f"{where}: low ({dist.low}) must be below high ({dist.high})")
-        if dist.log and dist.low <= 0:
-            raise SpecError(f"{where}.low: must be positive with log: true (got {dist.low})")
-        if dist.step is not None and dist.step <= 0:
-            raise SpecError(f"{where}.step: must be positive (got {dist.step})")
-        if dist.log and dist.step not in (None, 1):
-            raise SpecError(f"{where}.step: cannot be combined with log: true")
-    for cond, allowed in (dist.when or {}).items():
-        parent = space.get(cond)
-        if parent is None or cond == key:
-            raise SpecError(f"{where}.when.{cond}: not another key of this space")
-        if not isinstance(parent, CategoricalDistribution):
-            raise SpecError(f"{where}.when.{cond}: conditions read categorical keys only")
-        bad = [v for v in allowed if v not in parent.choices]
-        if bad or not allowed:
-            raise SpecError(f"{where}.when.{cond}: {bad or allowed!r} not among the choices {parent.choices}")
-
-
-def _sample_params(space: dict[str, Distribution]) -> Iterator[dict[str, Any]]:
-    """Parameter sets covering every bound and every choice of every key (each key made active), first the one
-    with every key at its first value. Only keys whose conditions hold are included, as in a real trial."""
-    first = {key: distribution_values(dist)[0] for key, dist in space.items()}
-    yield _active(space, first)
-    for key, dist in space.items():
-        for value in distribution_values(dist):
-            chosen = dict(first, **{key: value})
-            for cond, allowed in (dist.when or {}).items():
-                if chosen[cond] not in allowed:
-                    chosen[cond] = allowed[0]
-            yield _active(space, chosen)
-
-
-def _active(space: dict[str, Distribution], chosen: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for key in sampling_order(space):
-        if is_active(space[key], params):
-            params[key] = chosen[key]
-    return params
 
 
 def check_resources(spec: StudySpec, cpus: float, where: str) -> None:

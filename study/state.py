@@ -15,7 +15,11 @@ from diffctl.files import atomic_write_text
 from .disk import disk_warning
 from .objectives import is_feasible, selection_value
 from .spec import StudySpec, read_spec_file
+from .ablate import NOT_APPLICABLE, SAME, option_text, read_plan
+from .distill import phase_places, place_bound
 from .trialdir import CONFIRM, DIVERGED, ERROR, OK, RUNNING, SEARCH, STOPPED, TrialSummary, read_trials
+
+NO_RUNS = {SAME: "same", NOT_APPLICABLE: "n/a"}  # the state shown for an ablation option that runs nothing
 
 STATE_FILE, SPEC_FILE = "state.json", "spec.yaml"
 PHASE_RUNNING, PHASE_DONE = "running", "done"
@@ -51,7 +55,7 @@ def write_state(study_dir: Path, state: dict[str, Any]) -> None:
 
 def set_phase(study_dir: Path, phase: str, arm: str, value: str) -> None:
     state = read_state(study_dir)
-    state["phases"][phase][arm] = value
+    state["phases"].setdefault(phase, {})[arm] = value
     write_state(study_dir, state)
 
 
@@ -72,27 +76,62 @@ def status_lines(study_dir: Path) -> list[str]:
     spec = saved_spec(study_dir)
     assert spec.selection is not None
     lines = [f"study {state['name']} at {study_dir} (created {state['created']})"]
-    header = f"{'phase':8} {'arm':20} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
+    places = phase_places(spec)
+    width = max(20, *(len(arm) for _, arm in places))  # the longest label (an ablation option's) in one column
+    header = f"{'phase':8} {'arm':{width}} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
     lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
     abandoned = []
-    for phase in (SEARCH, CONFIRM):
-        for arm, arm_spec in spec.arms.items():
-            trials = read_trials(study_dir / phase / arm)
-            if replaced := sum(t.abandoned for t in trials):
-                abandoned.append(f"{phase} {arm}: {replaced}")
-            trials = [t for t in trials if not t.abandoned]
-            phase_state = state["phases"][phase].get(arm, "pending")
-            bound = spec.confirm_runs_per_arm()
-            total = arm_spec.budget if phase == SEARCH else (len(trials) or bound)
-            count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
-            best = best_trial(spec, trials)
-            shown = f"{best.last[spec.selection.metric]:.4f} ({best.trial_id})" if best else "-"
-            lines.append(
-                f"{phase:8} {arm:20} {phase_state:8} {count[OK]:>4} {count[STOPPED]:>4} {count[DIVERGED]:>4} "
-                f"{count[ERROR]:>4} {count[RUNNING]:>4} {total:>5}  {shown}"
-            )
+    plan = read_plan(study_dir)
+    idle = {o.label: o for o in plan.options if o.status in NO_RUNS} if plan is not None else {}
+    for phase, arm in places:
+        trials = read_trials(study_dir / phase / arm)
+        if replaced := sum(t.abandoned for t in trials):
+            abandoned.append(f"{phase} {arm}: {replaced}")
+        trials = [t for t in trials if not t.abandoned]
+        phase_state = state["phases"].get(phase, {}).get(arm, "pending")
+        if arm in idle:
+            phase_state = NO_RUNS[idle[arm].status]
+        bound = 0 if arm in idle else place_bound(spec, phase, arm)
+        total = bound if phase == SEARCH else (len(trials) or bound)
+        count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
+        best = best_trial(spec, trials)
+        shown = f"{best.last[spec.selection.metric]:.4f} ({best.trial_id})" if best else "-"
+        lines.append(
+            f"{phase:8} {arm:{width}} {phase_state:8} {count[OK]:>4} {count[STOPPED]:>4} {count[DIVERGED]:>4} "
+            f"{count[ERROR]:>4} {count[RUNNING]:>4} {total:>5}  {shown}"
+        )
     if abandoned:
         lines.append(f"not counted, started by a killed driver and replaced on resume: {', '.join(abandoned)}")
+    if plan is not None:
+        lines.append(f"ablation around {plan.arm}'s confirmed configuration "
+                     + (f"(search trial {plan.centre}, seeds {', '.join(str(r.seed) for r in plan.runs)})"
+                        if plan.centre else "(none: it confirmed nothing)"))
+        lines += [f"  {o.axis}: {o.option}: {option_text(o)}" for o in idle.values()]
     if (warning := disk_warning(study_dir, spec)) is not None:
         lines.append(warning)
+    return lines
+
+
+def storage_lines(storage: Path) -> list[str] | None:
+    """For a folder of studies (such as ``results``): one line per study directory in it, finished or not.
+    None when ``storage`` is itself a study directory or holds none."""
+    try:
+        if (storage / STATE_FILE).exists():
+            return None
+        studies = sorted(p for p in storage.iterdir() if (p / STATE_FILE).is_file())
+    except OSError:
+        return None
+    if not studies:
+        return None
+    count = f"{len(studies)} study" if len(studies) == 1 else f"{len(studies)} studies"
+    lines = [f"{count} in {storage} (diffctl study status {storage}/NAME shows one)"]
+    width = max(len(p.name) for p in studies)
+    for study_dir in studies:
+        try:
+            state = read_state(study_dir)
+        except InputError as exc:
+            lines.append(f"  {study_dir.name:{width}}  unreadable: {exc}")
+            continue
+        shown = "finished" if state.get("finished") else f"not finished (resume: diffctl study resume {study_dir})"
+        lines.append(f"  {study_dir.name:{width}}  created {state['created']}  {shown}")
     return lines

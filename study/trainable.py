@@ -35,9 +35,12 @@ from diffctl.config import config_from_dict
 from diffctl.files import atomic_torch_save
 from diffctl.train import Trainer
 
+from .cluster import this_node
+from .distill import DISTILL, distilled_trial_config
 from .objectives import tune_metrics
 from .spec import StudySpec
 from .trialdir import (
+    ABLATE,
     DIVERGED,
     ERROR,
     OK,
@@ -69,11 +72,28 @@ class TrialJob:
 
     def trial_info(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
         info = TrialInfo(config["arm"], config["phase"], trial_id, params=dict(config["params"]), seed=-1)
-        if info.phase != SEARCH:
+        if info.phase == SEARCH:
+            info.sampling = config.get("sampling")
+        else:
             info.seed = int(config["seed"])
             info.source_trial = config["source_trial"]
             info.source_feasible = bool(config["source_feasible"])
+        if info.phase == DISTILL:
+            info.source_arm, info.distill = config["source_arm"], config["distill"]
+            info.distilled = dict(config["arm_config"])
+        if info.phase == ABLATE:
+            info.source_arm, info.ablate_axis = config["source_arm"], config["ablate_axis"]
+            info.ablate_option, info.overrides = config["ablate_option"], dict(config["overrides"])
         return info
+
+    def trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
+        """The diffctl config (as a dict) a trial trains with."""
+        seed = None if info.phase == SEARCH else info.seed
+        if info.phase == DISTILL:
+            return distilled_trial_config(self.spec, config, seed)
+        if info.phase == ABLATE:  # the centre's configuration and seed with the option's overrides
+            return self.spec.trial_config(config["source_arm"], info.params, seed, config["overrides"])
+        return self.spec.trial_config(info.arm, info.params, seed)
 
 
 def train_trial(config: dict[str, Any], job: TrialJob) -> None:
@@ -99,10 +119,10 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
     earlier_wall = info.wall_time_s = previous["wall_time_s"] if previous else 0.0
     if previous is not None:  # its worker died, or the driver was killed: it continues from trainer.pt
         info.restarts = previous.get("restarts", 0) + 1
+    info.nodes = [*(previous.get("nodes", []) if previous else []), this_node()]  # this session's node last
     start = time.perf_counter()
     try:
-        seed = None if info.phase == SEARCH else info.seed
-        trial_config = config_from_dict(job.spec.trial_config(info.arm, info.params, seed))
+        trial_config = config_from_dict(job.trial_config(info, config))
         info.seed = trial_config.seed
         trainer = Trainer(trial_config)
         if (trial_dir / STATE_FILE).exists():  # restarted (crash, resume): continue from the last epoch saved

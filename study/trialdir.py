@@ -8,7 +8,7 @@ Trial directories are named by the Ray trial id (``trial_dirname``), so that the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 # experiment does not know it and runs a new trial in its place.
 ABANDONED = "abandoned: started after the last experiment snapshot of a killed driver, replaced by a new trial"
 SEARCH, CONFIRM = "search", "confirm"
+DISTILL, ABLATE = "distill", "ablate"  # the phases made from an arm's confirmation runs (study.distill, study.ablate)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -52,14 +53,30 @@ class TrialInfo:
     epochs_done: int = 0
     wall_time_s: float = 0.0
     restarts: int = 0  # sessions this trial continued from its trainer.pt (a worker died, a driver was killed)
+    # One {"node_id", "hostname"} per session, in order: the Ray node each session of the trial trained on.
+    nodes: list[dict[str, str]] = field(default_factory=list)
     source_trial: str | None = None
     source_feasible: bool | None = None
+    sampling: str | None = None  # search only: "random" (TPE start-up) or "model" (TPE's model)
+    # distill only (study.distill): the arm it distils, the variant, and the arm section it trains with
+    source_arm: str | None = None
+    distill: str | None = None
+    distilled: dict[str, Any] | None = None
+    # ablate only (study.ablate): the question, the option, and the flat overrides applied to the centre's config
+    ablate_axis: str | None = None
+    ablate_option: str | None = None
+    overrides: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.phase == SEARCH:
-            del data["source_trial"], data["source_feasible"]
-        return data
+        drop = {"source_trial", "source_feasible"} if self.phase == SEARCH else {"sampling"}
+        if self.phase != DISTILL:
+            drop |= {"distill", "distilled"}
+        if self.phase != ABLATE:
+            drop |= {"ablate_axis", "ablate_option", "overrides"}
+        if self.phase not in (DISTILL, ABLATE):
+            drop.add("source_arm")
+        return {k: v for k, v in data.items() if k not in drop}
 
 
 def write_config(trial_dir: Path, config: Config) -> None:
@@ -74,15 +91,23 @@ def write_info(trial_dir: Path, info: TrialInfo) -> None:
     atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
-def read_info(trial_dir: Path) -> dict[str, Any] | None:
-    """trial.json, or None when there is none yet; a damaged one raises :class:`InputError` naming it."""
-    path = trial_dir / TRIAL_FILE
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when there is no such file; an unreadable one raises :class:`InputError`
+    naming it."""
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+
+
+def read_info(trial_dir: Path) -> dict[str, Any] | None:
+    """trial.json, or None when there is none yet; a damaged one raises :class:`InputError` naming it."""
+    path = trial_dir / TRIAL_FILE
+    info = read_json(path)
+    if info is None:
+        return None
     if not (isinstance(info, dict) and isinstance(info.get("trial_id"), str) and isinstance(info.get("status"), str)):
         raise InputError(f"{path}: not a trial record (an object with trial_id and status)")
     return info

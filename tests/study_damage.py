@@ -84,6 +84,8 @@ TRIAL_JSON = {
     "reason": _text_or_null, "seed": _int, "epochs_done": _int, "restarts": _int, "wall_time_s": _number,
     "params": lambda v: type(v) is dict, "source_trial": _text_or_null,
     "source_feasible": lambda v: v is None or type(v) is bool,
+    "nodes": lambda v: type(v) is list and all(type(s) is dict and _text(s.get("node_id")) and _text(s.get("hostname"))
+                                               for s in v),
 }
 RECORD = {"epoch": lambda v: _int(v) and v >= 1, "status": _text, "reason": _text_or_null}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from study.runner import EXPERIMENT
-from tiny_specs import DIFFCTL, diffctl_env
+from tiny_specs import DIFFCTL, diffctl_env, run_diffctl, write_spec
 
 POLL_S = 0.02  # a trial's epoch lasts ~1 s on 2 cores: a window of one epoch is seen many times over
 
@@ -73,6 +73,37 @@ def kill(process: subprocess.Popen) -> None:
     """SIGKILL a process started by :func:`start_diffctl` with its whole session, and reap it."""
     kill_session(process.pid)
     process.wait()
+
+
+def final_count(study_dir: Path, phase: str) -> int:
+    """Trials of ``phase`` with a final status ok or diverged."""
+    return sum(json.loads(p.read_text())["status"] in ("ok", "diverged") for p in study_dir.glob(f"{phase}/*/*/trial.json"))
+
+
+def killed_in_phase_and_resumed(root: Path, spec: dict, phase: str, runs: int) -> tuple[Path, bool, dict, subprocess.CompletedProcess]:
+    """Run the study ``spec`` from the command line in ``root``, SIGKILL it once some but not all of the ``runs``
+    trials of ``phase`` have a final status, and resume it: (study directory, whether the kill came in that
+    window, the finished trials before the resume, the resume's result)."""
+    study_dir, log = root / "results" / spec["name"], root / "driver.log"
+    driver = start_diffctl("study", "run", str(write_spec(root, spec)), "--storage", str(root / "results"), log=log)
+    try:
+        hit = poll_until(driver, lambda: 0 < final_count(study_dir, phase) < runs)
+    finally:
+        kill(driver)
+    before = finished_trials(study_dir)
+    resumed = run_diffctl("study", "resume", str(study_dir), timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    return study_dir, hit, before, resumed
+
+
+def assert_nothing_reran(killed: tuple[Path, bool, dict, subprocess.CompletedProcess], phase: str) -> None:
+    """What :func:`killed_in_phase_and_resumed` returned: the kill came during ``phase``, and every trial that
+    was finished then is unchanged now (same records, same mtime: not rerun)."""
+    study_dir, hit, before, _ = killed
+    assert hit, f"the study finished before the {phase} phase could be interrupted"
+    after = finished_trials(study_dir)
+    assert set(before) <= set(after)
+    assert all(after[trial_id] == before[trial_id] for trial_id in before)
 
 
 def trial_files(study_dir: Path) -> list[Path]:

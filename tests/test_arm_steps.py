@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmarks.arm_steps import BASELINE, arm_step_times
+from benchmarks.arm_steps import BASELINE, BLOCK, arm_step_times, lookahead_epoch_ratios
 from diffctl.config import load_config
 
 
@@ -26,3 +26,13 @@ def test_duplicate_labels_and_unknown_entries_are_refused():
         arm_step_times(["rlw", "rlw"], steps=1)
     with pytest.raises(ValueError, match="kinds_or_configs"):
         arm_step_times([42], steps=1)
+
+
+def test_lookahead_epoch_ratios_time_blocks_of_real_epochs_for_each_cadence():
+    result = lookahead_epoch_ratios(everies=(1, 4), blocks=2, warmup=0)
+    assert list(result) == [BASELINE, "lookahead every 1", "lookahead every 4"]
+    for row in result.values():
+        assert row["steps"] == 2 and math.isfinite(row["ratio"]) and row["ratio"] > 0
+    assert result[BASELINE]["ratio"] == 1.0
+    with pytest.raises(ValueError, match=f"3 does not divide the block of {BLOCK} steps"):
+        lookahead_epoch_ratios(everies=(3,), blocks=1)

@@ -66,6 +66,17 @@ def test_bad_input_from_the_real_binary(tmp_path):
     assert proc.returncode == 2 and "--out" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_missing_parents_of_out_are_created(tmp_path, capsys):
+    out = tmp_path / "runs" / "deep" / "x"
+    args = ["--set", "optim.epochs=1", *FAST, "--set", "eval.triplet_indices=500"]
+    assert main(["train", "--config", "configs/fixed.yaml", *args, "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.jsonl", "model.pt"]
+    (tmp_path / "a-file").write_text("x")
+    under_file = tmp_path / "a-file" / "x"
+    assert main(["train", "--config", "configs/fixed.yaml", "--out", str(under_file)]) == 2
+    assert capsys.readouterr().err == f"diffctl: error: --out {under_file}: {tmp_path / 'a-file'} is not a directory\n"
+
+
 def test_existing_output_directory_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("x")
     assert main(["train", "--config", "configs/fixed.yaml", "--out", str(tmp_path)]) == 2

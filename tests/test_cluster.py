@@ -18,16 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tiny_specs import DIFFCTL, TINY, diffctl_env, spec_variant, write_spec
+from tiny_specs import DIFFCTL, TINY, cluster_env, spec_variant, write_spec
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def cluster_env() -> dict[str, str]:
-    """A loopback test cluster without Ray's token authentication: Ray turns it on by default for a new head
-    when a token file exists, but never for a driver given an explicit address (that needs RAY_AUTH_MODE=token)."""
-    return dict(diffctl_env(), RAY_AUTH_MODE="disabled")
 
 
 def _free_port() -> int:

@@ -38,6 +38,11 @@ def test_yaml_reads_exponent_floats_without_a_dot():
         (["optim=3"], "optim: input should be a valid dictionary"),
         (["optim.epochs"], "expected key.path=value"),
         (["optim.epochs.x=1"], "--set optim.epochs.x: optim.epochs is not a section"),
+        (["eval.full_every=0"], "eval.full_every: input should be greater than or equal to 1"),
+        (["eval.full_every=2.0"], "eval.full_every: input should be a valid integer"),
+        (["eval.full_epochs=[3, 0]"], "eval.full_epochs[1]: input should be greater than or equal to 1"),
+        (["eval.full_epochs=5"], "eval.full_epochs: input should be a valid list"),
+        (["optim.epochs=20", "eval.full_epochs=[4, 21]"], "eval.full_epochs: epoch 21 is beyond optim.epochs (20)"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(overrides, message):

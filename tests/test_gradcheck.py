@@ -55,7 +55,7 @@ def test_statenet_receives_no_gradient_and_says_so(capsys):
 def test_text_report_and_bad_input(capsys, tmp_path):
     assert main(["gradcheck", "--config", "configs/seed_literal.yaml"]) == 0
     text = capsys.readouterr().out
-    assert "w_rank" in text and "parameters with a gradient" in text
+    assert "w_rank" in text and "parameter entries with a gradient" in text
     assert main(["gradcheck", "--config", str(tmp_path / "missing.yaml"), "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and "no such file" in captured.err
@@ -65,3 +65,33 @@ def test_text_report_and_bad_input(capsys, tmp_path):
 def test_bad_controller_option_exits_2_naming_the_key(capsys, override):
     assert main(["gradcheck", "--config", "configs/seed_literal.yaml", "--set", override]) == 2
     assert capsys.readouterr().err.startswith(f"diffctl: error: {override.split('=')[0]}:")
+
+
+
+def test_text_explains_the_counts_per_tensor(capsys):
+    # init_at_defaults starts the last layer at zero: on the first step only w3 (of its live units) and b3 get one
+    report = gradcheck_json(capsys, "--config", "configs/controller_barrier.yaml")
+    tensors = report["tensors"]
+    assert list(tensors) == ["w1", "b1", "ln_w", "ln_b", "w2", "b2", "w3", "b3"]
+    assert sum(size for _, size in tensors.values()) == report["params_total"] == 1573
+    assert sum(count for count, _ in tensors.values()) == report["params_with_grad"]
+    assert tensors["b3"] == [5, 5] and tensors["w1"][0] == tensors["w2"][0] == 0 and 0 < tensors["w3"][0] < 160
+    assert tensors["w3"][0] % 5 == 0  # a live hidden unit reaches all 5 outputs, a dead one none
+    assert main(["gradcheck", "--config", "configs/controller_barrier.yaml"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("loss ") and "at epoch 1 (the first batch of a fresh run)" in lines[1]
+    reached = f"  parameter entries with a gradient: {report['params_with_grad']} of 1573, in 2 of 8 tensors:"
+    assert reached in lines
+    assert f"w3 {tensors['w3'][0]}/160, b3 5/5" in lines[lines.index(reached) + 1]
+    assert any(line.startswith("note: counts are of single entries on one batch: a ReLU unit") for line in lines)
+    assert "note: warmup init_at_defaults starts the last layer at zero: no gradient reaches the layers before it" \
+        in lines
+
+
+def test_text_says_why_it_checks_a_later_epoch(capsys):
+    assert main(["gradcheck", "--config", "configs/seed_literal.yaml", "--set", "arm.warmup=hold",
+                 "--set", "arm.warmup_epochs=3"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.splitlines()[1]
+    expected = ("at epoch 4 (a fresh run put at the first epoch whose control comes wholly from the controller, "
+                "after the hold warm-up of 3 epoch(s))")
+    assert expected in line

@@ -140,6 +140,14 @@ ABSURD_SPECS = [
     ({"max_concurrent": 0}, "max_concurrent"),
     ({"cpus_per_trial": 256}, "cpus_per_trial"),  # inside the schema, more than this machine has
     ({"asha": {"grace_period": 0}}, "asha.grace_period"),
+    ({"ablate": {"arm": "fixed", "axes": {f"q{i}": {"a": {"arm.rho": 0.0}} for i in range(10**3)}}}, "ablate.axes"),
+    ({"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.rho": 0.0}}}, "seeds": [10**12]}}, "ablate.seeds"),
+    ({"ablate": {"arm": "fixed", "axes": {"q" * 10**4: {"a": {"arm.rho": 0.0}}}}}, "ablate.axes"),
+    ({"ablate": {"arm": "fixed", "axes": {"q": {"../../x": {"arm.rho": 0.0}}}}}, "ablate.axes.q"),
+    ({"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.rho." * 100 + "x": 0.0}}}}}, "ablate.axes.q.a"),
+    ({"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.bogus": 0.0}}}}}, "ablate.axes.q.a.arm.bogus"),
+    ({"ablate": {"arm": "nope", "axes": {"q": {"a": {"arm.rho": 0.0}}}}}, "ablate.arm"),
+    ({"ablate": []}, "ablate"),
 ]
 
 
@@ -273,6 +281,27 @@ def test_status_and_resume_refuse_a_damaged_study(command, named, damage_study, 
     damage_study(study)
     before = snapshot(tmp_path)
     refused(DIR_COMMANDS[command](study, None), capsys, named)
+    assert snapshot(tmp_path) == before
+
+
+ABLATION_PLANS = {
+    "not JSON": "{\"arm\": ",
+    "a list": "[]",
+    "options not a list": json.dumps({"arm": "fixed", "centre": None, "params": {}, "seeds": [1001], "runs": [],
+                                      "options": 3}),
+    "an unknown status": json.dumps({"arm": "fixed", "centre": "x", "params": {}, "seeds": [1001], "runs": [],
+                                     "options": [{"axis": "a", "option": "b", "label": "fixed.ablate.a.b",
+                                                  "overrides": {}, "status": "maybe"}]}),
+}
+
+
+@pytest.mark.parametrize("command", ["status", "analyze"])
+@pytest.mark.parametrize("case", sorted(ABLATION_PLANS))
+def test_a_damaged_ablation_plan_is_refused(command, case, tiny_study, tmp_path, capsys):
+    study = Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+    (study / "ablate.json").write_text(ABLATION_PLANS[case])
+    before = snapshot(tmp_path)
+    refused(DIR_COMMANDS[command](study, None), capsys, "ablate.json")
     assert snapshot(tmp_path) == before
 
 

@@ -4,6 +4,7 @@ import torch
 
 from diffctl.data import OperationSet, make_split
 from diffctl.metrics import (
+    FULL_SET,
     coverage,
     decoded_indices,
     effective_dimension,
@@ -92,3 +93,19 @@ def test_categorical_draw_matches_the_probabilities():
     draws = categorical_draw(logits, torch.Generator().manual_seed(0))
     freq = torch.bincount(draws, minlength=3).float() / 200_000
     assert torch.allclose(freq, p, atol=0.005)
+
+
+def test_cheap_evaluation_is_the_full_one_without_the_full_set():
+    """Without ``full``: exactly the FULL_SET fields are None (same keys, same order), every other field has the
+    value the full evaluation gives."""
+    torch.manual_seed(0)
+    model, data, split = DualVAE(), OperationSet(), make_split(42)
+    kw = dict(seed=3, prior_samples=500, triplet_indices=300, triplets=500, rho=0.3)
+    full = evaluate(model, data, split, **kw)
+    cheap = evaluate(model, data, split, full=False, **kw)
+    assert list(cheap) == list(full)
+    assert {k for k, v in cheap.items() if v is None} == FULL_SET
+    assert len(FULL_SET) == 16 and "val_exact_match_at_rho_A" not in FULL_SET
+    assert {k: v for k, v in cheap.items() if v is not None} == {k: v for k, v in full.items() if k not in FULL_SET}
+    assert all(isinstance(full[k], float) for k in FULL_SET)
+    assert evaluate(model, data, split, **kw) == full  # a cheap call in between changes nothing (fresh generator)

@@ -8,9 +8,9 @@ import warnings
 import optuna
 import pytest
 
-from study.searcher import tpe_sampler
+from study.searcher import arm_sampler_seed, tpe_sampler
 from study.space import SearchSpace
-from study.spec import spec_from_dict
+from study.spec import ArmSpec, spec_from_dict
 from tiny_specs import spec_variant
 
 SPACE = {
@@ -57,11 +57,26 @@ def test_conditional_keys_follow_their_condition(spec):
 def test_seeded_tpe_replays_the_same_trials(spec):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        first = _sample(spec, tpe_sampler(spec), 14)
-        second = _sample(spec, tpe_sampler(spec), 14)
-        other = _sample(spec, tpe_sampler(spec.model_copy(update={"sampler_seed": 1})), 14)
-    assert first == second  # 10 random start-up trials, then 4 modelled by TPE
+        first = _sample(spec, tpe_sampler(spec, "ctl"), 14)
+        second = _sample(spec, tpe_sampler(spec, "ctl"), 14)
+        other = _sample(spec, tpe_sampler(spec.model_copy(update={"sampler_seed": 1}), "ctl"), 14)
+    assert first == second  # the start-up trials, then the ones modelled by TPE
     assert first != other
+
+
+def test_arms_draw_apart_and_size_their_start_up_to_their_budget(spec):
+    """Two arms with the same key and range no longer draw the same values (one sampler seed for every arm made
+    the fixed arm's rho and the uncertainty arm's rho both 0.30138...); the start-up is a third of the budget."""
+    twin = spec.model_copy(update={"arms": {"ctl": spec.arms["ctl"], "b": spec.arms["ctl"]}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = _sample(twin, tpe_sampler(twin, "ctl"), 3)  # both sample the same space
+        b = _sample(twin, tpe_sampler(twin, "b"), 3)
+    assert a != b and arm_sampler_seed(twin, "ctl") != arm_sampler_seed(twin, "b")
+    assert tpe_sampler(twin, "ctl")._n_startup_trials == twin.arms["ctl"].startup() == 10
+    sizes = {budget: ArmSpec(budget=budget).startup() for budget in (2, 6, 30, 64, 320)}
+    assert sizes == {2: 2, 6: 2, 30: 10, 64: 10, 320: 10}
+    assert ArmSpec(budget=6, startup_trials=4).startup() == 4
 
 
 def test_key_order_in_the_file_does_not_matter(spec):

@@ -95,6 +95,37 @@ BAD_SPECS = [
     ("confirm seed = search seed", {"confirm": {"top_k": 1, "seeds": [0, 5]}}, "confirm.seeds: 0 is the search seed of arm fixed"),
     ("unknown top-level key", {"objectivs": []}, "objectivs: unknown key"),
     ("no arms", {"arms": {}}, "arms: dictionary should have at least 1 item"),
+    ("ablate: unknown arm", {"ablate": {"arm": "nope", "axes": {"rho": {"zero": {"arm.rho": 0.0}}}}},
+     "ablate.arm: unknown arm 'nope' (arms: fixed, lr)"),
+    ("ablate: unknown key", {"ablate": {"arm": "fixed", "axes": {"warm-up": {"hold 5": {"arm.warmp": 1}}}}},
+     "ablate.axes.warm-up.hold 5.arm.warmp: unknown key"),
+    ("ablate: unknown nested key", {"ablate": {"arm": "fixed", "axes": {"x": {"y": {"optim": {"lrx": 1}}}}}},
+     "ablate.axes.x.y.optim.lrx: unknown key"),
+    ("ablate: label with a slash", {"ablate": {"arm": "fixed", "axes": {"rho": {"a/b": {"arm.rho": 0.0}}}}},
+     "ablate.axes.rho.a/b: a label uses letters, digits, spaces"),
+    ("ablate: label of 65 characters", {"ablate": {"arm": "fixed", "axes": {"x" * 65: {"a": {"arm.rho": 0.0}}}}},
+     f"ablate.axes.{'x' * 65}: a label uses"),
+    ("ablate: too many axes", {"ablate": {"arm": "fixed", "axes": {f"q{i}": {"a": {"arm.rho": 0.0}} for i in range(21)}}},
+     "ablate.axes: dictionary should have at most 20 items"),
+    ("ablate: too many options", {"ablate": {"arm": "fixed", "axes": {"q": {f"o{i}": {"arm.rho": 0.0} for i in range(11)}}}},
+     "ablate.axes.q: dictionary should have at most 10 items"),
+    ("ablate: labels that collide", {"ablate": {"arm": "fixed", "axes": {"q": {"a b": {"arm.rho": 0.0}, "a_b": {"arm.rho": 0.2}}}}},
+     "ablate.axes.q.a_b: its arm label 'fixed.ablate.q.a_b' is also that of ablate.axes.q.a b"),
+    ("ablate: a key below a value", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.rho.x": 0.0}}}}},
+     "ablate.axes.q.a.arm.rho.x: unknown key (arm.rho is not a section)"),
+    ("ablate: the seed", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {"seed": 3}}}}},
+     "ablate.axes.q.a.seed: not ablatable, set by ablate.seeds"),
+    ("ablate: the arm kind", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.kind": "dwa"}}}}},
+     "ablate.axes.q.a.arm.kind: not ablatable"),
+    ("ablate: the epochs", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {"optim.epochs": 3}}}}},
+     "ablate.axes.q.a.optim.epochs: not ablatable, set by the spec's epochs"),
+    ("ablate: no overrides", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {}}}}},
+     "ablate.axes.q.a: dictionary should have at least 1 item"),
+    ("ablate: not a confirmation seed", {"ablate": {"arm": "fixed", "seeds": [7], "axes": {"q": {"a": {"arm.rho": 0.0}}}}},
+     "ablate.seeds: 7 is not a confirmation seed"),
+    ("ablate: repeated seed", {"ablate": {"arm": "fixed", "seeds": [1001, 1001], "axes": {"q": {"a": {"arm.rho": 0.0}}}}},
+     "ablate.seeds: repeated seed"),
+    ("ablate: unknown section key", {"ablate": {"arm": "fixed", "axis": {}}}, "ablate.axes: missing"),
 ]
 
 
@@ -114,7 +145,28 @@ def test_missing_objectives_is_named(tmp_path):
         load_spec(write_spec(tmp_path, raw))
 
 
+def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
+    from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablated_arms, option_status
+
+    axes = {"rho": {"zero": {"arm.rho": 0.0}, "as centre": {"arm.rho": 0.3}},
+            "kl": {"huge": {"arm.w_kl": 5000.0}}}  # out of the arm's range: a value, not a key, is no load error
+    spec = load_spec(write_spec(tmp_path, spec_variant(ablate={"arm": "fixed", "seeds": [1002], "axes": axes})))
+    assert spec_from_dict(yaml.safe_load(dump_spec(spec))) == spec
+    assert [label for label, *_ in ablated_arms(spec)] == [
+        "fixed.ablate.rho.zero", "fixed.ablate.rho.as_centre", "fixed.ablate.kl.huge"]
+    assert spec.total_trials() == 4 + 2 * 1 * 2 + 3 * 1  # three options on one seed
+    data = spec.trial_config("fixed", {"arm.w_kl": 0.2}, seed=1002, overrides={"arm.rho": 0.0})
+    assert (data["arm"], data["seed"]) == ({"kind": "fixed", "w_kl": 0.2, "rho": 0.0}, 1002)
+    centre = {"arm.w_kl": 0.2, "arm.rho": 0.3}
+    assert option_status(spec, "fixed", centre, 1002, axes["rho"]["zero"]) == (RUNS, None)
+    assert option_status(spec, "fixed", centre, 1002, axes["rho"]["as centre"]) == (SAME, None)
+    status, reason = option_status(spec, "fixed", centre, 1002, axes["kl"]["huge"])
+    assert status == NOT_APPLICABLE and reason.startswith("arm.w_kl: input should be less than or equal to 1000")
+
+
 CLI_CASES = [
+    ("ablate: unknown key", {"ablate": {"arm": "fixed", "axes": {"q": {"a": {"arm.w_foo": 1.0}}}}},
+     "ablate.axes.q.a.arm.w_foo: unknown key"),
     ("unknown arm kind", {"arms": _arms(config={"arm": {"kind": "nope"}})}, "unknown arm kind"),
     ("empty space", {"arms": _arms(space={})}, "arms.fixed.space: empty"),
     ("budget 0", {"arms": _arms(budget=0)}, "arms.fixed.budget"),
@@ -146,3 +198,39 @@ def test_existing_study_directory_is_refused(tmp_path, capsys):
     (tmp_path / "results" / "tiny").mkdir(parents=True)
     assert main(["study", "run", str(spec_path), "--storage", str(tmp_path / "results")]) == 2
     assert "exists (resume it with: diffctl study resume" in capsys.readouterr().err
+
+
+def test_a_thinned_full_evaluation_keeps_every_asha_rung_full(tmp_path):
+    """With eval.full_every > 1 every trial config lists ASHA's rung epochs in eval.full_epochs (merged with the
+    ones the spec lists); with full_every 1 the config is left as written; without ASHA there are no rungs."""
+    from study.full_eval import full_eval_epochs
+
+    base = {"eval": dict(TINY["base"]["eval"], full_every=4, full_epochs=[5])}
+    spec = load_spec(write_spec(tmp_path, spec_variant(epochs=12, base=base,
+                                                       asha={"grace_period": 1, "reduction_factor": 3})))
+    listed = full_eval_epochs(spec)
+    assert {1, 3, 9} <= set(listed) <= set(range(1, 13))  # the rungs (and whatever else the study reads)
+    config = config_from_dict(spec.trial_config("lr", {"optim.lr": 0.001, "arm.w_rank": 0.5}, seed=1001))
+    assert config.eval.full_epochs == sorted({5, *listed})
+    assert {e for e in range(1, 13) if config.eval.full_at(e, 12)} == {1, 3, 4, 5, 8, 9, 12, *listed}
+    every = dict(base["eval"], full_every=1)
+    plain = spec_from_dict(spec_variant(epochs=12, base={"eval": every}, asha={"grace_period": 2}))
+    assert plain.trial_config("fixed", {})["eval"]["full_epochs"] == [5]
+    no_asha = spec_from_dict(spec_variant(epochs=12, base=base, asha=None))
+    assert not {1, 9} & set(full_eval_epochs(no_asha))
+
+
+@pytest.mark.parametrize("grace, factor, epochs", [(1, 3.0, 12), (2, 2.5, 40), (10, 3.0, 40), (3, 1.5, 30), (1, 2, 1)])
+def test_rung_epochs_are_the_schedulers_rungs(grace, factor, epochs):
+    """study.full_eval's rung epochs are where ArmASHA's scheduler records a trial (first epoch >= milestone),
+    below the last epoch (at which the scheduler stops a trial without a rung)."""
+    import math
+
+    from study.asha import ArmASHA
+    from study.full_eval import rung_epochs
+
+    spec = spec_from_dict(spec_variant(epochs=epochs, asha={"grace_period": grace, "reduction_factor": factor}))
+    scheduler = ArmASHA(spec)._by_arm["fixed"]
+    theirs = sorted(math.ceil(m) for m, _ in scheduler._brackets[0]._rungs if m < epochs)
+    assert [e for e in rung_epochs(spec.asha, epochs) if e < epochs] == theirs
+    assert theirs or epochs == 1

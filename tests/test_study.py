@@ -8,6 +8,7 @@ One study serves every test (module fixture): ``diffctl study run`` is killed mi
 
 import json
 import re
+import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +29,8 @@ from study_kill import finished_trials, in_flight_trials, kill, poll_until, star
 from tiny_specs import TINY, run_diffctl, write_spec
 
 pytestmark = pytest.mark.slow
-TRIAL_KEYS = {"arm", "phase", "trial_id", "params", "seed", "status", "reason", "epochs_done", "wall_time_s", "restarts"}
+TRIAL_KEYS = {"arm", "phase", "trial_id", "params", "seed", "status", "reason", "epochs_done", "wall_time_s", "restarts",
+              "nodes"}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +84,12 @@ def test_every_trial_leaves_its_records(tiny_study):
             assert len(dirs) == count, [(d.name, info(d)["status"], info(d)["reason"]) for d in dirs]
             for d in dirs:
                 data = info(d)
-                assert set(data) == TRIAL_KEYS | ({"source_trial", "source_feasible"} if phase == "confirm" else set())
+                assert set(data) == TRIAL_KEYS | ({"source_trial", "source_feasible"} if phase == "confirm" else {"sampling"})
+                # A budget of 2 is all TPE start-up: both search trials are drawn at random, and say so.
+                assert phase == "confirm" or data["sampling"] == "random"
                 assert (data["arm"], data["phase"], data["trial_id"]) == (arm, phase, d.name)
+                assert len(data["nodes"]) == data["restarts"] + 1  # one node per session, all this machine's
+                assert {n["hostname"] for n in data["nodes"]} == {socket.gethostname()}
                 records = read_jsonl(d / "metrics.jsonl")
                 assert [r["epoch"] for r in records] == list(range(1, data["epochs_done"] + 1))
                 assert records[-1]["status"] == data["status"]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from diffctl.config import load_config
+from diffctl.metrics import FULL_SET
 from diffctl.train import STATUS_DIVERGED, Trainer, train
 
 TIMING = {"epoch_time_s", "eval_time_s"}
@@ -68,3 +69,38 @@ def test_fixed_defaults_learn_reconstruction_in_15_epochs():
     first_b = next(r["epoch"] for r in records if r["recon_coverage_B"] >= 0.9)
     first_a = next(r["epoch"] for r in records if r["recon_coverage_A"] >= 0.9)
     assert first_b < first_a
+
+
+def full_set_nulled(record):
+    return {k: (None if k in FULL_SET else v) for k, v in record.items() if k not in TIMING | {"eval_full"}}
+
+
+THINNED_BASE = ["optim.epochs=4", "eval.prior_samples=300", "eval.triplet_indices=200", "eval.triplets=300"]
+
+
+@pytest.fixture(scope="module")
+def every_epoch_full():
+    return strip_timing(train(load_config("configs/fixed.yaml", THINNED_BASE)))
+
+
+@pytest.mark.parametrize(
+    "schedule, full",
+    [
+        (["eval.full_every=2", "eval.full_epochs=[1]"], [1, 2, 4]),
+        (["eval.full_every=3"], [3, 4]),  # the last epoch is always full
+        (["eval.full_every=9", "eval.full_epochs=[2]"], [2, 4]),
+    ],
+)
+def test_full_set_only_at_its_epochs_and_identical_there(every_epoch_full, schedule, full):
+    """The full set at every full_every-th epoch, the listed ones and the last; byte-identical there to a run
+    evaluating it every epoch, null elsewhere, where every other field is the same as in that run."""
+    every = every_epoch_full
+    thinned = strip_timing(train(load_config("configs/fixed.yaml", [*THINNED_BASE, *schedule])))
+    assert [r["eval_full"] for r in every] == [1, 1, 1, 1]
+    assert [r["epoch"] for r in thinned if r["eval_full"] == 1] == full
+    for a, b in zip(every, thinned):
+        if b["eval_full"]:
+            assert b == a
+        else:
+            assert b["recon_coverage_A"] is None and b["triplet_r_se_B"] is None and b["eff_dim_A"] is None
+            assert b == full_set_nulled(a) | {"eval_full": 0}

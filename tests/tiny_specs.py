@@ -42,6 +42,13 @@ def diffctl_env() -> dict[str, str]:
     return env
 
 
+def cluster_env() -> dict[str, str]:
+    """The environment for a loopback test cluster and its drivers, without Ray's token authentication: Ray turns
+    it on by default for a new head when a token file exists, but never for a driver given an explicit address
+    (that needs RAY_AUTH_MODE=token)."""
+    return dict(diffctl_env(), RAY_AUTH_MODE="disabled")
+
+
 def run_diffctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [DIFFCTL, *args], capture_output=True, text=True, timeout=timeout, env=diffctl_env(), check=False

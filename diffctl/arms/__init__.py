@@ -13,13 +13,15 @@ from .base import WEIGHT_NAMES, Arm, Control, LossTerms, StepInputs
 from .controller import ControllerArm
 from .dwa import DWAArm
 from .fixed import FixedArm
+from .piecewise import PiecewiseArm
 from .rlw import RLWArm
 from .scheduled import ScheduledArm
 from .statenet import StateNetArm
 from .uncertainty import UncertaintyArm
 
 ARM_CLASSES: dict[str, type[Arm]] = {
-    cls.kind: cls for cls in (FixedArm, ScheduledArm, ControllerArm, UncertaintyArm, DWAArm, RLWArm, StateNetArm)
+    cls.kind: cls
+    for cls in (FixedArm, ScheduledArm, ControllerArm, UncertaintyArm, DWAArm, RLWArm, StateNetArm, PiecewiseArm)
 }
 
 ArmOptions = Annotated[Union[tuple(cls.Options for cls in ARM_CLASSES.values())], Field(discriminator="kind")]

@@ -80,7 +80,8 @@ class StepContext:
     """The trainer's objects an arm may use to look beyond the step's own loss; arms read them, never step them.
 
     ``loss_terms(model, encoding, x, index, rho)``: the trainer's unweighted terms (its config and generator
-    bound). ``draw_batch()``: a further training batch ``(x, index)`` drawn with the trainer's generator.
+    bound). ``draw_batch()``: a further batch ``(x, index)`` drawn with the trainer's generator from the training
+    split, or from the part the arm holds out (:meth:`Arm.outer_holdout`).
     """
 
     model: nn.Module
@@ -122,6 +123,12 @@ class Arm(nn.Module):
 
     def control(self, inputs: StepInputs) -> Control:
         raise NotImplementedError
+
+    def outer_holdout(self) -> float:
+        """The fraction of the training split the arm's outer objective holds out: the trainer never trains the
+        model on it and ``StepContext.draw_batch`` draws only from it. 0: none, outer batches from the whole
+        training split."""
+        return 0.0
 
     def backward(self, total: torch.Tensor, inputs: StepInputs) -> None:
         """Turn the step's total loss into ``.grad`` of the model's and the arm's parameters (before clipping).

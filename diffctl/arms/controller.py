@@ -17,9 +17,10 @@ w_ent = 0.3 softplus. The options under ``arm`` (``kind: controller``) are the a
 - ``regularizer`` (strength c, on the weights as used): ``none`` (the seed, the negative control: every weight
   slides to its floor); ``log_barrier`` -c sum log w (optimum w = c / L); ``anchor`` c sum (log w - log w0)^2;
   ``normalized``: weights rescaled to the defaults' sum, then the barrier.
-- ``objective``: ``same_loss`` (the seed) or ``lookahead`` (``lookahead.py``, with ``virtual_lr`` and
-  ``outer_weights``); under lookahead the statistics are always detached, since the model's step uses the weights
-  as constants anyway, and the regulariser's penalty joins the outer objective.
+- ``objective``: ``same_loss`` (the seed) or ``lookahead`` (``lookahead.py``, with ``virtual_lr``,
+  ``outer_weights``, ``lookahead_every`` and ``outer_data`` / ``holdout_fraction``, all four ignored under
+  same_loss); under lookahead the statistics are always detached, since the model's step uses the weights as
+  constants anyway, and the regulariser's penalty joins the outer objective (on the steps that update).
 - ``lr_control``: ``none`` or ``hypergradient`` (``hypergradient.py``) on the model's learning rate.
 - ``controller_lr``: the learning rate of the controller's parameter group (default: the model's).
 
@@ -46,7 +47,7 @@ from ..schema import Section
 from .base import WEIGHT_NAMES, Arm, Control, StepContext, StepInputs, floor_threshold
 from .fixed import FixedOptions
 from .hypergradient import HypergradientLR
-from .lookahead import outer_control, outer_objective
+from .lookahead import is_lookahead_step, outer_control, outer_objective
 from .statistics import (
     RunningNormaliser,
     StatsSource,
@@ -123,9 +124,9 @@ class ControllerNet(nn.Module):
 
 
 def _fixed_arm_fields(name: str, without: tuple[str, ...]) -> type[Section]:
-    """A section with the fixed arm's fields (ranges and defaults) except ``without``."""
+    """A section with the fixed arm's fields (ranges and defaults) except ``without``, every one a number."""
     fields = FixedOptions.model_fields.items()
-    return create_model(name, __base__=Section, **{n: (f.annotation, f) for n, f in fields if n not in without})
+    return create_model(name, __base__=Section, **{n: (float, f) for n, f in fields if n not in without})
 
 
 ControlValues = _fixed_arm_fields("ControlValues", ("kind",))  # rho and the four weights
@@ -134,24 +135,51 @@ OuterWeights = _fixed_arm_fields("OuterWeights", ("kind", "rho"))  # the outer o
 
 class ControllerOptions(Section):
     kind: Literal["controller"] = "controller"
-    hidden: int = Field(32, ge=1, le=1024)
-    stats_source: StatsSource = "previous"
-    stats: list[str] | None = None  # None: statistics.default_stats(stats_source)
-    detach_stats: bool = True
-    rho_granularity: Literal["batch", "sample", "latent"] = "batch"
-    warmup: Literal["none", "hold", "blend", "init_at_defaults"] = "none"
-    warmup_epochs: int = Field(5, ge=0, le=10_000)
-    defaults: ControlValues = ControlValues()
-    regularizer: Literal["none", "log_barrier", "anchor", "normalized"] = "none"
-    regularizer_strength: float = Field(1.0, ge=0.0, le=1e3)
-    objective: Literal["same_loss", "lookahead"] = "same_loss"
-    virtual_lr: float | None = Field(None, gt=0.0, le=10.0)  # None: the model's current learning rate
-    outer_weights: OuterWeights = OuterWeights()
-    lr_control: Literal["none", "hypergradient"] = "none"
-    hypergradient_beta: float = Field(1e-6, ge=0.0, le=1.0)
-    lr_min: float = Field(1e-5, gt=0.0, le=10.0)
-    lr_max: float = Field(1e-2, gt=0.0, le=10.0)
-    controller_lr: float | None = Field(None, gt=0.0, le=10.0)  # None: the optimiser's lr (optim.lr)
+    hidden: int = Field(32, ge=1, le=1024, description="width of the MLP's two hidden layers")
+    stats_source: StatsSource = Field(
+        "previous", description="decoder-side statistics from the previous step, an extra decode at rho = 0, or none"
+    )
+    stats: list[str] | None = Field(None, description="statistics the MLP reads (null: the source's default set)")
+    detach_stats: bool = Field(True, description="false lets the VAEs lower their own weights through the statistics")
+    rho_granularity: Literal["batch", "sample", "latent"] = Field(
+        "batch", description="one rho per batch, per sample (B, 1) or per latent dimension (1, latent)"
+    )
+    warmup: Literal["none", "hold", "blend", "init_at_defaults"] = Field(
+        "none", description="hold the defaults, blend from them to the controller, or start the MLP at them"
+    )
+    warmup_epochs: int = Field(5, ge=0, le=10_000, description="length of a hold or blend warm-up, in epochs")
+    defaults: ControlValues = Field(
+        ControlValues(), description="rho and weights of a warm-up, of init_at_defaults and of the anchor"
+    )
+    regularizer: Literal["none", "log_barrier", "anchor", "normalized"] = Field(
+        "none", description="penalty on the weights as used (none: every weight slides to its floor)"
+    )
+    regularizer_strength: float = Field(1.0, ge=0.0, le=1e3, description="the regulariser's strength c")
+    objective: Literal["same_loss", "lookahead"] = Field(
+        "same_loss", description="what trains the controller: the loss it weights, or a held-out loss after a step"
+    )
+    virtual_lr: float | None = Field(
+        None, gt=0.0, le=10.0, description="learning rate of lookahead's virtual step (null: the model's current one)"
+    )
+    outer_weights: OuterWeights = Field(
+        OuterWeights(), description="fixed term weights of lookahead's outer objective (decoded at rho = 0)"
+    )
+    lookahead_every: int = Field(1, ge=1, le=10_000, description="lookahead: update every k-th step across epochs")
+    outer_data: Literal["train", "holdout"] = Field(
+        "train", description="lookahead's outer batches: the training split, or a part of it the model never trains on"
+    )
+    holdout_fraction: float = Field(
+        0.1, ge=0.01, le=0.5, description="part of the training split outer_data holdout keeps out (data.split_seed)"
+    )
+    lr_control: Literal["none", "hypergradient"] = Field(
+        "none", description="hypergradient: adapt the model's learning rate by hypergradient descent"
+    )
+    hypergradient_beta: float = Field(1e-6, ge=0.0, le=1.0, description="step size of the hypergradient descent")
+    lr_min: float = Field(1e-5, gt=0.0, le=10.0, description="lowest learning rate hypergradient may set")
+    lr_max: float = Field(1e-2, gt=0.0, le=10.0, description="highest learning rate hypergradient may set")
+    controller_lr: float | None = Field(
+        None, gt=0.0, le=10.0, description="learning rate of the controller's parameters (null: optim.lr)"
+    )
 
     @field_validator("stats")
     @classmethod
@@ -276,8 +304,11 @@ class ControllerArm(Arm):
         return w, -c * w.log().sum()
 
     def control(self, inputs: StepInputs) -> Control:
-        rho, w = self._warmed(*self.outputs(self.statistics(inputs)), inputs)
-        w, penalty = self._regularised(w)
+        o = self.options
+        learns = o.objective != "lookahead" or is_lookahead_step(inputs, o.lookahead_every)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and learns):  # between lookahead steps: no graph
+            rho, w = self._warmed(*self.outputs(self.statistics(inputs)), inputs)
+            w, penalty = self._regularised(w)
         self._last_control = Control(rho, *w.unbind(), penalty=penalty)
         return self._last_control
 
@@ -291,6 +322,10 @@ class ControllerArm(Arm):
                     group["lr"] = self.options.controller_lr
         if self.hypergradient is not None:
             self.hypergradient.reset()
+
+    def outer_holdout(self) -> float:
+        o = self.options
+        return o.holdout_fraction if o.objective == "lookahead" and o.outer_data == "holdout" else 0.0
 
     def virtual_lr(self) -> float:
         """The lookahead's virtual step size: ``virtual_lr``, or the model's learning rate when unset."""

@@ -30,8 +30,8 @@ _TINY = 1e-12
 
 class DWAOptions(Section):
     kind: Literal["dwa"] = "dwa"
-    rho: float = Field(0.1, ge=0.0, le=1.0)
-    temperature: float = Field(2.0, gt=0.0, le=1e3)
+    rho: float = Field(0.1, ge=0.0, le=1.0, description="rho, held constant")
+    temperature: float = Field(2.0, gt=0.0, le=1e3, description="softmax temperature T of the loss ratios")
 
 
 def dwa_weights(previous: Sequence[float], before: Sequence[float], temperature: float) -> torch.Tensor:

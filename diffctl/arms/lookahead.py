@@ -2,13 +2,28 @@
 
 theta' = theta - eta_v * grad_theta sum_k w_k L_k(theta) on the training batch (the gradient kept as a function
 of the controller's outputs), then the controller descends the gradient of the outer objective L_out(theta') on a
-further batch drawn from the train split with the trainer's generator. The outer objective is "unweighted" in
+further batch drawn with the trainer's generator from the outer data (below). The outer objective is "unweighted" in
 the sense of *not weighted by the controller*: its own fixed term weights (``outer_weights``, the fixed arm's
 defaults unless configured) with each decoder on its own code (rho = 0). This is the held-out remedy of
 Auto-Lambda / Meta-Weight-Net / Learning-to-Reweight.
 
 The model's own step uses the same gradient grad_theta sum_k w_k L_k, detached: the weighted loss never trains
 the controller. ``torch.func.functional_call`` evaluates the outer objective at the virtual parameters.
+
+Two options of the controller arm shape the lookahead (both ignored under ``objective: same_loss``, like
+``virtual_lr``):
+
+- ``lookahead_every: k`` (default 1): the lookahead update runs on every k-th step, counted globally across
+  epochs (step ``epoch * steps_per_epoch + step_in_epoch``, so a run resumed from a checkpoint between epochs
+  updates on the same steps as an uninterrupted one); ``steps_per_epoch`` is the same in every epoch. The steps
+  between compute the controller's outputs as usual but without a graph to its parameters, and take a plain
+  model step: no create_graph, no outer batch, no controller gradient (its optimiser skips it). An
+  ``lr_control`` on the model's learning rate still acts on every step.
+- ``outer_data``: ``train`` (default; outer batches drawn from the whole training split, which the model trains
+  on too) or ``holdout``: ``holdout_fraction`` of the training split (default 0.1, rounded) becomes a meta split,
+  chosen by a permutation seeded with ``data.split_seed`` (so every run seed of a config shares it, like val and
+  test), disjoint from val and test; the model never trains on it (its epochs cover the rest of the training
+  split) and the outer batches are drawn only from it.
 """
 
 from __future__ import annotations
@@ -17,9 +32,14 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .base import Control, StepContext, const
+from .base import Control, StepContext, StepInputs, const
 
 OUTER_RHO = 0.0  # each decoder on its own code
+
+
+def is_lookahead_step(inputs: StepInputs, every: int) -> bool:
+    """Whether this step runs the lookahead update: every ``every``-th step, counted across epochs from 0."""
+    return (inputs.epoch * inputs.steps_per_epoch + inputs.step_in_epoch) % every == 0
 
 
 class _OuterObjective(nn.Module):

@@ -28,9 +28,11 @@ _STREAM_TAG = 0x524C57  # "RLW"
 
 class RLWOptions(Section):
     kind: Literal["rlw"] = "rlw"
-    rho: float = Field(0.1, ge=0.0, le=1.0)
+    rho: float = Field(0.1, ge=0.0, le=1.0, description="rho, held constant")
     # None: derive the weights' stream from the run's seed (config.seed).
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    seed: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="seed of the weight draws (null: from the run's seed)"
+    )
 
 
 def stream_seed(run_seed: int) -> int:

@@ -22,21 +22,25 @@ from .base import Arm, Control, StepInputs, const
 
 class ScheduledOptions(Section):
     kind: Literal["scheduled"] = "scheduled"
-    rho_start: float = Field(0.1, ge=0.0, le=1.0)
-    rho_hold_until: int = Field(40, ge=0)
-    rho_mid: float = Field(0.3, ge=0.0, le=1.0)
-    rho_mid_epoch: int = Field(120, ge=1)
-    rho_end: float = Field(0.7, ge=0.0, le=1.0)
-    rho_end_epoch: int = Field(200, ge=1)
-    w_recon: float = Field(0.7, ge=0.0, le=1e3)
-    w_rank: float = Field(0.5, ge=0.0, le=1e3)
-    w_ent: float = Field(0.3, ge=0.0, le=1e3)
-    w_ent_amplitude: float = Field(0.15, ge=0.0, le=1e3)
-    w_ent_period: int = Field(30, ge=1)
-    beta_mid: float = Field(0.3, ge=0.0, le=1e3)
-    beta_end: float = Field(0.8, ge=0.0, le=1e3)
-    beta_warmup_epochs: int = Field(50, ge=1)
-    beta_b_delay: int = Field(50, ge=0)
+    rho_start: float = Field(0.1, ge=0.0, le=1.0, description="rho until rho_hold_until")
+    rho_hold_until: int = Field(40, ge=0, description="last epoch at rho_start")
+    rho_mid: float = Field(0.3, ge=0.0, le=1.0, description="rho reached linearly by rho_mid_epoch")
+    rho_mid_epoch: int = Field(120, ge=1, description="epoch at which rho reaches rho_mid")
+    rho_end: float = Field(0.7, ge=0.0, le=1.0, description="rho reached linearly by rho_end_epoch")
+    rho_end_epoch: int = Field(200, ge=1, description="epoch at which rho reaches rho_end")
+    w_recon: float = Field(0.7, ge=0.0, le=1e3, description="reconstruction weight (constant)")
+    w_rank: float = Field(0.5, ge=0.0, le=1e3, description="ranking weight (constant)")
+    w_ent: float = Field(0.3, ge=0.0, le=1e3, description="mean of the cyclic entropy-alignment weight")
+    w_ent_amplitude: float = Field(
+        0.15, ge=0.0, le=1e3, description="amplitude of its sine: w_ent + amplitude sin(2 pi epoch / w_ent_period)"
+    )
+    w_ent_period: int = Field(30, ge=1, description="period of that sine, in epochs")
+    beta_mid: float = Field(
+        0.3, ge=0.0, le=1e3, description="KL weight reached linearly from 0 over beta_warmup_epochs"
+    )
+    beta_end: float = Field(0.8, ge=0.0, le=1e3, description="KL weight reached over as many epochs again")
+    beta_warmup_epochs: int = Field(50, ge=1, description="length of each of the two KL-weight ramps, in epochs")
+    beta_b_delay: int = Field(50, ge=0, description="epochs VAE-B's KL weight stays 0 before it jumps to VAE-A's")
 
 
 def _ramp(epoch: float, start: float, end: float, v0: float, v1: float) -> float:

@@ -41,14 +41,20 @@ MEASURED = ("H_A", "H_B", "kl_A", "kl_B", "loss_ratio")
 
 class StateNetOptions(Section):
     kind: Literal["statenet"] = "statenet"
-    rho: float = Field(0.1, ge=0.0, le=1.0)
+    rho: float = Field(0.1, ge=0.0, le=1.0, description="rho, held constant")
     # Initial lambdas (upstream's defaults), inside upstream's clip bounds.
-    lambda_a: float = Field(0.7, ge=LAMBDA_VAE_BOUNDS[0], le=LAMBDA_VAE_BOUNDS[1])
-    lambda_b: float = Field(0.7, ge=LAMBDA_VAE_BOUNDS[0], le=LAMBDA_VAE_BOUNDS[1])
-    lambda_ent: float = Field(0.3, ge=LAMBDA_ENT_BOUNDS[0], le=LAMBDA_ENT_BOUNDS[1])
+    lambda_a: float = Field(
+        0.7, ge=LAMBDA_VAE_BOUNDS[0], le=LAMBDA_VAE_BOUNDS[1], description="initial weight of VAE-A's CE + beta KL"
+    )
+    lambda_b: float = Field(
+        0.7, ge=LAMBDA_VAE_BOUNDS[0], le=LAMBDA_VAE_BOUNDS[1], description="initial weight of VAE-B's CE + beta KL"
+    )
+    lambda_ent: float = Field(
+        0.3, ge=LAMBDA_ENT_BOUNDS[0], le=LAMBDA_ENT_BOUNDS[1], description="initial entropy-alignment weight"
+    )
     # KL weight inside each VAE's loss (L_X = CE_X + beta KL_X) and the ranking weight: not controlled.
-    beta: float = Field(0.1, ge=0.0, le=1e3)
-    w_rank: float = Field(0.5, ge=0.0, le=1e3)
+    beta: float = Field(0.1, ge=0.0, le=1e3, description="KL weight inside each VAE's loss (not controlled)")
+    w_rank: float = Field(0.5, ge=0.0, le=1e3, description="ranking weight (not controlled)")
 
 
 class StateNet(nn.Module):

@@ -24,9 +24,9 @@ SCALE = 0.5
 
 class UncertaintyOptions(Section):
     kind: Literal["uncertainty"] = "uncertainty"
-    rho: float = Field(0.1, ge=0.0, le=1.0)
+    rho: float = Field(0.1, ge=0.0, le=1.0, description="rho, held constant")
     # s_k at step 0 for every term: w_k = 1/2 e^(-s_k), so 0 starts every weight at 1/2.
-    init_log_variance: float = Field(0.0, ge=-10.0, le=10.0)
+    init_log_variance: float = Field(0.0, ge=-10.0, le=10.0, description="every s_k at step 0 (w_k = 1/2 e^(-s_k))")
 
 
 class UncertaintyArm(Arm):

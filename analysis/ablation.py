@@ -1,0 +1,100 @@
+"""The causal answers to the open questions: the ablation around one arm's confirmed configuration
+(``study.ablate``, planned in ``<study>/ablate.json``).
+
+Each option that ran is compared with the centre — the arm's confirmation runs of its confirmed configuration,
+which every option's run names as its ``source_trial`` on the same seed — paired by seed, at every budget of the
+anytime comparison, on the spec's objectives and selection metric, with the equivalence margins; Holm's
+correction is over the options of one question at one budget on one metric (``analysis.stats``). Options that
+ran nothing are listed as the plan says: ``same as the centre`` or ``not applicable: <reason>``.
+
+Tables: ``ablation`` (every comparison) and ``ablation_answers`` (one row per question and option: the verdict at
+the whole run on the selection metric, its effect and 95% interval, and the budgets where the option differs).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.ablate import RUNS, AblationPlan, read_plan
+
+from .compare import confirmation_winner, paired_table
+from .load import StudyTables
+from .stats import BETTER, NOT_TESTED, WORSE, describe
+
+KEYS = ["axis", "option", "label"]
+ANSWER_COLUMNS = [*KEYS, "status", "reason", "metric", "verdict", "mean_diff", "ci_low", "ci_high", "p_holm",
+                  "n_pairs", "margin", "differs_at", "answer"]
+
+
+def ablation_plan(tables: StudyTables) -> AblationPlan | None:
+    """The study's ``ablate.json`` (None before the ablation was planned, or without one)."""
+    return read_plan(tables.study_dir)
+
+
+def paired_vs_centre(tables: StudyTables, plan: AblationPlan | None) -> pd.DataFrame:
+    """Every option that ran against the centre at every budget on the tracked objectives (one Holm family per
+    question, budget and metric)."""
+    frames = []
+    tracked = [o.metric for o in tables.spec.tracked_objectives()]
+    for axis in dict.fromkeys(o.axis for o in plan.options) if plan is not None else ():
+        options = {o.label: o for o in plan.options if o.axis == axis and o.status == RUNS}
+        if not options:
+            continue
+        paired = paired_table(tables, [(label, plan.arm) for label in options], ["budget", "metric"])
+        paired = paired[paired["metric"].isin(tracked)]
+        frames.append(paired.assign(axis=axis, option=[options[label].option for label in paired["arm"]],
+                                    label=paired["arm"]))
+    if not frames:
+        return pd.DataFrame(columns=KEYS)
+    table = pd.concat(frames, ignore_index=True)
+    return table[[*KEYS, *(c for c in table.columns if c not in KEYS)]]
+
+
+def answers(tables: StudyTables, plan: AblationPlan | None, paired: pd.DataFrame) -> pd.DataFrame:
+    """One row per question and option: the verdict at the whole run on the selection metric (or why it did not
+    run), its effect and interval, and the budgets where it is better or worse than the centre."""
+    metric = tables.spec.selection.metric
+    rows = []
+    for o in plan.options if plan is not None else ():
+        row = {"axis": o.axis, "option": o.option, "label": o.label, "status": o.status, "reason": o.reason,
+               "metric": metric, "verdict": o.status, "differs_at": "",
+               "answer": o.status + (f": {o.reason}" if o.reason else "")}
+        if o.status == RUNS:
+            mine = paired[(paired["label"] == o.label) & (paired["metric"] == metric)] if not paired.empty else paired
+            differs = mine[mine["verdict"].isin([BETTER, WORSE])] if not mine.empty else mine
+            row["differs_at"] = ", ".join(f"{r.budget:g} {r.verdict}" for r in differs.itertuples())
+            final = mine[mine["budget"] == 1.0] if not mine.empty else mine
+            if final.empty:
+                row.update(verdict=NOT_TESTED, answer=f"{NOT_TESTED} (no finished run at the whole run)")
+            else:
+                best = final.iloc[0]
+                row.update({k: best[k] for k in ("verdict", "mean_diff", "ci_low", "ci_high", "p_holm", "n_pairs",
+                                                 "margin")})
+                row["answer"] = describe(best)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def answer_lines(tables: StudyTables, plan: AblationPlan | None, table: pd.DataFrame) -> list[str]:
+    """One line per question (Markdown list items): every option's answer, paired with the centre by seed."""
+    if plan is None:
+        if tables.spec.ablate_arm is None:
+            return []
+        return [f"- Ablation around `{tables.spec.ablate_arm}`: not planned yet (it starts once that arm's "
+                "confirmation runs have all ended)."]
+    if plan.centre is None:
+        return [f"- Ablation around `{plan.arm}`: nothing ran (it has no confirmed configuration)."]
+    lines = []
+    where = (f"ablation around `{plan.arm}`'s confirmed configuration `{plan.centre}`, {len(plan.runs)} seeds, "
+             f"on {tables.spec.selection.metric}")
+    for axis, group in table.groupby("axis", sort=False):
+        parts = []
+        for r in group.itertuples():
+            differs = f" (differs at budget {r.differs_at})" if r.differs_at and r.status == RUNS else ""
+            parts.append(f"`{r.option}` {r.answer}{differs}")
+        lines.append(f"- {axis} ({where}): " + "; ".join(parts) + ".")
+    winner = confirmation_winner(tables, plan.arm)
+    if winner != plan.centre:
+        lines.append(f"- Note: the ablation's centre `{plan.centre}` is not `{plan.arm}`'s confirmed configuration "
+                     f"in the tables (`{winner}`): its runs are not paired with the centre's.")
+    return lines

@@ -1,0 +1,71 @@
+"""One line per arm for the report's Conclusions: its verdict on the selection metric against the reference arm,
+and in the same line everything that qualifies it — the share of confirmation seeds that met the constraints,
+the constraint metrics' values, its standing on every other objective, and a warning when the search trial it
+confirmed met the constraints only to miss them on the confirmation seeds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .compare import feasible_share, full_budget, main_arms, winner_runs
+from .load import StudyTables
+from .stats import describe
+from .trajectory import outside_box
+
+
+def _constraint_values(tables: StudyTables, runs: pd.DataFrame) -> str:
+    """Each constraint metric's values on the runs, with the constraint (``val_exact_match_A 0.11, 0.34 (needs
+    >= 0.9)``); a run without a value shows as ``–``."""
+    parts = []
+    for constraint in tables.spec.constraints:
+        column = f"final_{constraint.metric}"
+        values = runs[column].astype(float) if column in runs else pd.Series(float("nan"), index=runs.index)
+        shown = ", ".join("–" if v != v else f"{v:.3g}" for v in values)
+        parts.append(f"{constraint.metric} {shown or '–'} (needs {constraint.op} {constraint.threshold:g})")
+    return "; ".join(parts)
+
+
+def _search_warning(tables: StudyTables, arm: str, runs: pd.DataFrame) -> str:
+    """A warning when the confirmed search trial was feasible but some confirmation seeds were not."""
+    source = runs["source_trial"].dropna()
+    if source.empty or not tables.spec.constraints:
+        return ""
+    trials = tables.trials
+    searched = trials[(trials["phase"] == "search") & (trials["arm"] == arm) & (trials["trial_id"] == source.iloc[0])]
+    feasible, seeds = feasible_share(tables, arm)
+    if searched.empty or not bool(searched["feasible"].iloc[0]) or feasible == seeds:
+        return ""
+    return (f" **Caution:** its search trial met the constraints ({_constraint_values(tables, searched)}) but "
+            f"{seeds - feasible} of {seeds} confirmation seeds did not: the search result did not generalise.")
+
+
+def standing_lines(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame | None = None) -> list[str]:
+    """The Conclusions line of every spec arm: the reference first (its feasibility), then each other arm; an arm
+    whose weights left the reference arm's search box (``analysis.trajectory.box_check``) is said not to be
+    fairly compared."""
+    selection = tables.spec.selection
+    reference = tables.fixed_arm()
+    final = full_budget(paired)
+    lines = []
+    for arm in main_arms(tables):
+        runs = winner_runs(tables, arm)
+        feasible, seeds = feasible_share(tables, arm)
+        qualifier = (f"feasible on {feasible}/{seeds} seeds ({_constraint_values(tables, runs)})"
+                     if tables.spec.constraints else f"{feasible}/{seeds} seeds finished")
+        if arm == reference:
+            lines.append(f"- `{arm}` (reference): {qualifier}.")
+            continue
+        mine = final[final["arm"] == arm] if not final.empty else final
+        head = mine[mine["metric"] == selection.metric]
+        if head.empty:
+            lines.append(f"- `{arm}` against `{reference}`: not compared (no seed finished in both); {qualifier}.")
+            continue
+        others = [f"{o.metric} {describe(row)}" for o in tables.spec.objectives if o.metric != selection.metric
+                  for row in mine[mine["metric"] == o.metric].itertuples()]
+        outside = outside_box(tables, box, arm) if box is not None else []
+        unfair = (" **Not a fair comparison:** " + "; ".join(outside) + ".") if outside else ""
+        lines.append(f"- `{arm}` − `{reference}` on {selection.metric}: {describe(head.iloc[0])}; {qualifier}"
+                     + (f"; {'; '.join(others)}" if others else "") + "." + _search_warning(tables, arm, runs)
+                     + unfair)
+    return lines

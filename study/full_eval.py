@@ -1,0 +1,53 @@
+"""Which epochs of a study's trials are evaluated in full when the spec thins the full evaluation out.
+
+A spec that sets ``eval.full_every`` > 1 (in ``base`` or an arm's config) evaluates the full set (coverage over
+all 19,683 operations, the prior samples, triplet_r; see ``diffctl.metrics.FULL_SET``) only every that many
+epochs and at the last. Every epoch that the study reads besides those is added to each trial's
+``eval.full_epochs``: the epochs where ASHA compares an arm's trials (its rungs), so a rung never meets a
+trial whose objective is null there, and the budgets of the anytime comparison (``confirm.budgets``).
+
+Example::
+
+    rung_epochs(Asha(grace_period=1, reduction_factor=3), 12)   # [1, 3, 9]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .spec import Asha, StudySpec
+
+
+def rung_epochs(asha: Asha, epochs: int) -> list[int]:
+    """The epochs at which ASHA (``study.asha.ArmASHA``, Ray's ``ASHAScheduler`` with time_attr epoch) records a
+    trial at a rung: milestones grace_period x reduction_factor^k up to ``epochs``, each met at the first epoch
+    not below it. (tests/test_spec.py checks them against the scheduler's own rungs.)"""
+    found, k = [], 0
+    while (milestone := asha.grace_period * asha.reduction_factor**k) <= epochs:
+        found.append(math.ceil(milestone))
+        k += 1
+    return found
+
+
+def full_eval_epochs(spec: StudySpec) -> list[int]:
+    """The epochs every trial of ``spec`` evaluates in full besides each ``full_every``-th and the last."""
+    epochs: set[int] = set()
+    if spec.asha is not None:
+        epochs |= set(rung_epochs(spec.asha, spec.epochs))
+    epochs |= {epoch for _, epoch in spec.confirm.budget_epochs(spec.epochs)}  # the anytime comparison's budgets
+    return sorted(e for e in epochs if 1 <= e <= spec.epochs)
+
+
+def add_full_epochs(spec: StudySpec, data: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config ``data`` with :func:`full_eval_epochs` merged into ``eval.full_epochs`` when it sets
+    ``eval.full_every`` > 1 (a malformed section is left for the config's validation to name)."""
+    section = data.get("eval")
+    extra = full_eval_epochs(spec)
+    if not isinstance(section, dict) or not extra:
+        return data
+    every, listed = section.get("full_every", 1), section.get("full_epochs", [])
+    if type(every) is int and every > 1 and isinstance(listed, list) and all(type(e) is int for e in listed):
+        section["full_epochs"] = sorted(set(listed) | set(extra))
+    return data

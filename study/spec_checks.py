@@ -1,0 +1,147 @@
+"""The checks of a study spec that need more than its schema: every config a trial can receive is validated by
+``diffctl.config.config_from_dict`` (each bound and choice of each searched key, every ablation override), and every
+metric named is looked up in a real epoch record of each arm kind. Every error is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+from diffctl.config import ConfigError, config_from_dict
+
+from .ablate import check_ablate
+from .objectives import check_metric, parse_constraint, record_fields
+from .spec import (
+    DERIVED_METRICS,
+    LABEL_PATTERN,
+    RESERVED_KEYS,
+    ArmSpec,
+    CategoricalDistribution,
+    Distribution,
+    SpecError,
+    StudySpec,
+    distribution_values,
+    flat_keys,
+    is_active,
+    sampling_order,
+)
+
+
+def check_spec(spec: StudySpec, probe: bool = True) -> None:
+    """Every check that needs more than the schema; raises :class:`SpecError` naming the key. ``probe``: also
+    look every metric up in a real epoch record of each arm kind."""
+    for key in flat_keys(spec.base):
+        if key in RESERVED_KEYS:
+            raise SpecError(f"base.{key}: set by {RESERVED_KEYS[key]}")
+    try:  # the arm section is checked with each arm's own config, which may change its kind
+        config_from_dict({k: v for k, v in spec.base.items() if k != "arm"})
+    except ConfigError as exc:
+        raise SpecError(f"base: {exc}") from None
+    for label, arm in spec.arms.items():
+        _check_arm(spec, label, arm)
+    if len(set(spec.confirm.seeds)) != len(spec.confirm.seeds):
+        raise SpecError(f"confirm.seeds: repeated seed in {spec.confirm.seeds}")
+    constraints = [parse_constraint(text, f"constraints[{i}]") for i, text in enumerate(spec.constraints)]
+    uses = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(spec.objectives)]
+    if len({o.metric for o in spec.objectives}) != len(spec.objectives):
+        raise SpecError("objectives: the same metric is listed twice")
+    uses.append(("selection.metric", spec.selection.metric if spec.selection else spec.objectives[0].metric))
+    uses += [(f"constraints[{i}]", c.metric) for i, c in enumerate(constraints)]
+    uses += [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
+    check_ablate(spec)
+    if not probe:
+        return
+    probed: dict[str, dict[str, Any]] = {}
+    for label in spec.arms:
+        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
+        # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
+        config = config_from_dict(spec.trial_config(label, {}))
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
+        kind = config.arm.kind
+        if kind not in probed:
+            probed[kind] = record_fields(config, f"arms.{label}")
+        for where, metric in uses:
+            check_metric(metric, probed[kind], where, label)
+
+
+def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
+    where = f"arms.{label}"
+    if not re.match(LABEL_PATTERN, label):
+        raise SpecError(f"{where}: an arm label uses letters, digits, '_', '.', '-' (at most 64 characters)")
+    for key in flat_keys(arm.config):
+        if key in RESERVED_KEYS:
+            raise SpecError(f"{where}.config.{key}: set by {RESERVED_KEYS[key]}")
+    if not arm.space:
+        raise SpecError(f"{where}.space: empty (an arm needs at least one searched key; its budget buys nothing)")
+    for key, dist in arm.space.items():
+        _check_distribution(f"{where}.space.{key}", key, dist, arm.space)
+    try:
+        sampling_order(arm.space)
+    except SpecError as exc:
+        raise SpecError(f"{where}.{exc}") from None
+    try:
+        config_from_dict(spec.trial_config(label, {}))
+    except ConfigError as exc:
+        raise SpecError(f"{where}.config: {exc}") from None
+    for params in _sample_params(arm.space):
+        try:
+            config = config_from_dict(spec.trial_config(label, params))
+        except ConfigError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise SpecError(f"{where}.space: {exc} (with {shown})") from None
+        if config.seed in spec.confirm.seeds:
+            raise SpecError(
+                f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
+            )
+
+
+def _check_distribution(where: str, key: str, dist: Distribution, space: dict[str, Distribution]) -> None:
+    if key in RESERVED_KEYS or key == "seed":
+        reason = RESERVED_KEYS.get(key, "confirm.seeds (a seed is not a hyperparameter)")
+        raise SpecError(f"{where}: not searchable, set by {reason}")
+    if isinstance(dist, CategoricalDistribution):
+        if not dist.choices:
+            raise SpecError(f"{where}.choices: empty")
+        if len({repr(c) for c in dist.choices}) != len(dist.choices):
+            raise SpecError(f"{where}.choices: repeated choice in {dist.choices}")
+    else:
+        if not dist.low < dist.high:
+            raise SpecError(f"{where}: low ({dist.low}) must be below high ({dist.high})")
+        if dist.log and dist.low <= 0:
+            raise SpecError(f"{where}.low: must be positive with log: true (got {dist.low})")
+        if dist.step is not None and dist.step <= 0:
+            raise SpecError(f"{where}.step: must be positive (got {dist.step})")
+        if dist.log and dist.step not in (None, 1):
+            raise SpecError(f"{where}.step: cannot be combined with log: true")
+    for cond, allowed in (dist.when or {}).items():
+        parent = space.get(cond)
+        if parent is None or cond == key:
+            raise SpecError(f"{where}.when.{cond}: not another key of this space")
+        if not isinstance(parent, CategoricalDistribution):
+            raise SpecError(f"{where}.when.{cond}: conditions read categorical keys only")
+        bad = [v for v in allowed if v not in parent.choices]
+        if bad or not allowed:
+            raise SpecError(f"{where}.when.{cond}: {bad or allowed!r} not among the choices {parent.choices}")
+
+
+def _sample_params(space: dict[str, Distribution]) -> Iterator[dict[str, Any]]:
+    """Parameter sets covering every bound and every choice of every key (each key made active), first the one
+    with every key at its first value. Only keys whose conditions hold are included, as in a real trial."""
+    first = {key: distribution_values(dist)[0] for key, dist in space.items()}
+    yield _active(space, first)
+    for key, dist in space.items():
+        for value in distribution_values(dist):
+            chosen = dict(first, **{key: value})
+            for cond, allowed in (dist.when or {}).items():
+                if chosen[cond] not in allowed:
+                    chosen[cond] = allowed[0]
+            yield _active(space, chosen)
+
+
+def _active(space: dict[str, Distribution], chosen: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key in sampling_order(space):
+        if is_active(space[key], params):
+            params[key] = chosen[key]
+    return params

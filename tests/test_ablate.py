@@ -1,0 +1,155 @@
+"""The ablation phase end to end (study/ablate.py, analysis/ablation.py): a real tiny study with the fixed arm and a
+controller arm reading encoder-side statistics, run from the command line, SIGKILLed during its ablation phase
+and resumed.
+
+The ablation around the controller's confirmed configuration has two questions: the statistics (a decoder-side
+subset that ``stats_source: encoder`` cannot provide — not applicable — and an encoder-side subset) and rho's
+granularity (``batch``, the centre's own value — same as the centre — then ``sample`` and ``latent``). Checked:
+one run per (option, seed), each with the centre's config on its seed but for the overrides; the kill left
+finished trials untouched and the resume reran none; ablate.json, status, tables and report say which option ran,
+which is the centre's and which is not applicable and why; the verdicts are Holm-corrected within a question.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.compare import confirmation_winner
+from analysis.load import build_tables
+from analysis.stats import VERDICTS, holm
+from diffctl.config import load_config
+from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablate_label, read_plan
+from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
+from tiny_specs import TINY, run_diffctl, spec_variant
+
+pytestmark = pytest.mark.slow
+
+AXES = {
+    "statistics": {"entropies": {"arm.stats": ["H_A", "H_B", "H_gap"]},
+                   "encoder subset": {"arm.stats": ["KL_A", "KL_B", "rank"]}},
+    "rho granularity": {"batch": {"arm.rho_granularity": "batch"}, "sample": {"arm.rho_granularity": "sample"},
+                        "latent": {"arm.rho_granularity": "latent"}},
+}
+EXPECTED = {("statistics", "entropies"): NOT_APPLICABLE, ("statistics", "encoder subset"): RUNS,
+            ("rho granularity", "batch"): SAME, ("rho granularity", "sample"): RUNS,
+            ("rho granularity", "latent"): RUNS}
+SPEC = spec_variant(
+    name="ablate",
+    equivalence={"triplet_r_A": 0.05},
+    confirm={**TINY["confirm"], "distill": []},
+    arms={
+        "fixed": {"budget": 2, "config": {"arm": {"kind": "fixed"}},
+                  "space": {"arm.w_rank": {"type": "float", "low": 0.05, "high": 20.0, "log": True}}},
+        "controller": {"budget": 2,
+                       "config": {"arm": {"kind": "controller", "regularizer": "log_barrier", "stats_source": "encoder"}},
+                       "space": {"arm.controller_lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
+    },
+    ablate={"arm": "controller", "seeds": None, "axes": AXES},
+)
+SEEDS = TINY["confirm"]["seeds"]
+RUNNING = [key for key, status in EXPECTED.items() if status == RUNS]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):  # killed once some ablation run is final, not all of them
+    return killed_in_phase_and_resumed(tmp_path_factory.mktemp("ablate"), SPEC, "ablate", len(RUNNING) * len(SEEDS))
+
+
+def _infos(study_dir: Path, label: str) -> list[tuple[Path, dict]]:
+    return [(p.parent, json.loads(p.read_text())) for p in sorted(study_dir.glob(f"ablate/{label}/*/trial.json"))]
+
+
+def test_killed_in_the_ablation_phase_and_resumed_without_rerunning(study):
+    assert_nothing_reran(study, "ablate")
+    study_dir = study[0]
+    for (axis, option), status in EXPECTED.items():
+        infos = [info for _, info in _infos(study_dir, ablate_label("controller", axis, option))]
+        if status == RUNS:  # every seed once, none twice
+            assert sorted(i["seed"] for i in infos if i["status"] == "ok") == SEEDS, (axis, option)
+        else:
+            assert infos == [], (axis, option)
+
+
+def test_the_plan_names_the_centre_and_every_options_status(study):
+    study_dir = study[0]
+    plan = read_plan(study_dir)
+    assert plan.arm == "controller" and plan.seeds == SEEDS
+    assert {(o.axis, o.option): o.status for o in plan.options} == EXPECTED
+    # The centre is the configuration the analysis confirms, by the same rule; its runs are its confirmation runs.
+    assert plan.centre == confirmation_winner(build_tables(study_dir), "controller")
+    confirm = {info["trial_id"]: info for info in (json.loads(p.read_text())
+                                                   for p in study_dir.glob("confirm/controller/*/trial.json"))}
+    assert sorted(r.seed for r in plan.runs) == SEEDS
+    for run in plan.runs:
+        assert confirm[run.trial_id]["source_trial"] == plan.centre and confirm[run.trial_id]["seed"] == run.seed
+        assert confirm[run.trial_id]["params"] == plan.params
+    reason = next(o.reason for o in plan.options if o.option == "entropies")
+    assert reason.startswith("arm.stats:") and "'H_A' needs the decoder" in reason
+
+
+def test_each_run_is_the_centres_run_on_its_seed_but_for_the_overrides(study):
+    study_dir = study[0]
+    plan = read_plan(study_dir)
+    centre_run = {r.seed: r.trial_id for r in plan.runs}
+    checked = 0
+    for axis, option in RUNNING:
+        overrides = AXES[axis][option]
+        for trial_dir, info in _infos(study_dir, ablate_label("controller", axis, option)):
+            assert info["source_trial"] == centre_run[info["seed"]] and info["source_arm"] == "controller"
+            assert (info["ablate_axis"], info["ablate_option"], info["overrides"]) == (axis, option, overrides)
+            assert info["params"] == plan.params
+            mine = load_config(trial_dir / "config.yaml").to_dict()
+            source = load_config(study_dir / "confirm" / "controller" / info["source_trial"] / "config.yaml").to_dict()
+            assert mine["seed"] == source["seed"] == info["seed"]
+            for key, value in overrides.items():  # the override applied, and it changed the centre's value
+                section, leaf = key.split(".")
+                assert mine[section][leaf] == value != source[section][leaf]
+                mine[section][leaf] = source[section][leaf]
+            assert mine == source  # everything else equal
+            checked += 1
+    assert checked == len(RUNNING) * len(SEEDS)
+
+
+def test_status_lists_every_option(study):
+    study_dir = study[0]
+    lines = run_diffctl("study", "status", str(study_dir)).stdout.splitlines()
+    for (axis, option), status in EXPECTED.items():
+        row = next(line.split() for line in lines if ablate_label("controller", axis, option) in line)
+        shown = {RUNS: "done", SAME: "same", NOT_APPLICABLE: "n/a"}[status]
+        ok = str(len(SEEDS)) if status == RUNS else "0"
+        assert row[0] == "ablate" and row[2] == shown and row[3] == ok and row[8] == ok, row
+    assert any(line.strip().startswith("statistics: entropies: not applicable: arm.stats:") for line in lines)
+    assert any(line.strip() == "rho granularity: batch: same as the centre" for line in lines)
+
+
+def test_tables_and_report_give_the_verdict_of_every_option(study):
+    study_dir = study[0]
+    answers = pd.read_csv(study_dir / "tables" / "ablation_answers.csv")
+    assert {(r.axis, r.option): r.status for r in answers.itertuples()} == EXPECTED
+    ran = answers[answers["status"] == RUNS]
+    assert set(ran["verdict"]) <= set(VERDICTS) and (ran["n_pairs"] == len(SEEDS)).all()
+    assert (ran["metric"] == "triplet_r_A").all() and ran["mean_diff"].notna().all()
+    compared = pd.read_csv(study_dir / "tables" / "ablation.csv")
+    assert set(compared["metric"]) == {"val_loss_unweighted", "triplet_r_A"}
+    assert (compared["reference"] == "controller").all() and (compared["n_pairs"] == len(SEEDS)).all()
+    # Holm within a question: rho granularity's two options form each family (budget, metric).
+    for _, family in compared[compared["axis"] == "rho granularity"].groupby(["budget", "metric"]):
+        assert len(family) == 2
+        np.testing.assert_allclose(family["p_holm"], holm(family["p_value"]), equal_nan=True)
+    report = (study_dir / "report.md").read_text()
+    section = report[report.index("## Open questions"):report.index("### Observational evidence")]
+    for axis in AXES:
+        line = next(line for line in section.splitlines() if line.startswith(f"- {axis} (ablation around "
+                                                                           "`controller`'s confirmed configuration"))
+        assert f"{len(SEEDS)} seeds, on triplet_r_A" in line
+        for r in answers[answers["axis"] == axis].itertuples():
+            assert f"`{r.option}` {r.answer}" in line
+            assert line in report[:report.index("## Cost")]  # also among the conclusions
+    assert "`entropies` not applicable: arm.stats:" in section and "`batch` same as the centre" in section
+    for r in ran.itertuples():
+        assert f"{r.mean_diff:+.4g} (95% CI {r.ci_low:+.4g} to {r.ci_high:+.4g}" in r.answer
