@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socketserver
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def dashboard_command(directory: str, host: str, port: int) -> None:
         if exc.errno == errno.EADDRINUSE:
             raise InputError(f"--port {port}: already in use on {host}") from None
         raise InputError(f"--host {host} --port {port}: cannot listen there ({one_line(exc)})") from None
+    # Ctrl-C stops the server even where the shell that started it ignores SIGINT (a job started with `&`
+    # inherits that, and Python keeps an ignored SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with server:
         print(f"optuna-dashboard of {study_dir}: http://{host}:{server.server_port}/dashboard/ (Ctrl-C stops it)",
               flush=True)

@@ -6,6 +6,7 @@ finishes; the analysis flags both. Also: early stopping (ASHA) is per arm and ne
 from __future__ import annotations
 
 import json
+import zlib
 import os
 import signal
 from pathlib import Path
@@ -123,8 +124,11 @@ def test_asha_compares_trials_of_one_arm_only():
 def test_asha_study_stops_search_trials_and_confirms_in_full(tmp_path):
     """A real study under ASHA: search trials that trail their arm's rung stop early (``stopped``, the epoch in
     the reason), the others and every confirmation run go the whole way."""
+    # Five random draws (all TPE start-up) with the arm's sampler seed 0: w_kl values far enough apart that the
+    # trailing ones stop at a rung (the spec's seed is offset so that the arm's own seed, moved by its label, is 0).
     spec = spec_variant(name="asha", epochs=EPOCHS, asha={"grace_period": 1, "reduction_factor": 2},
-                        arms={"fixed": {**TINY["arms"]["fixed"], "budget": 5}})  # fmt: skip
+                        sampler_seed=(2**31 - zlib.crc32(b"fixed") % 2**31) % 2**31,
+                        arms={"fixed": {**TINY["arms"]["fixed"], "budget": 5, "startup_trials": 10}})  # fmt: skip
     run = run_diffctl("study", "run", str(write_spec(tmp_path, spec)), "--storage", str(tmp_path / "results"))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "TUNE_RESULT_BUFFER" not in run.stderr  # no result buffering asked for alongside ASHA
