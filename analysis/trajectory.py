@@ -22,13 +22,13 @@ import math
 
 import pandas as pd
 
-from diffctl.arms import WEIGHT_NAMES
+from diffctl.arms.piecewise import CONTROL_KEYS
+from study.distill import STILL_KINDS
 
 from .compare import main_arms, paired_table, winner_runs
 from .load import StudyTables
 from .stats import BETTER, EQUIVALENT
 
-CONTROL_KEYS = ("rho", *WEIGHT_NAMES)
 DISTILLED = "distilled_"
 CONSTANTS, REPLAY = ("final", "mean"), "replay"
 DESTINATION, SCHEDULE, FEEDBACK, INCONCLUSIVE = "destination only", "schedule", "feedback", "inconclusive"
@@ -44,9 +44,9 @@ def distilled_of(tables: StudyTables, arm: str) -> dict[str, str]:
 
 
 def adaptive_arms(tables: StudyTables) -> list[str]:
-    """Spec arms whose weights or rho can move (every kind but fixed)."""
+    """Spec arms whose weights or rho can move (the kinds the study distils)."""
     kinds = tables.trials.groupby("arm")["arm.kind"].first() if "arm.kind" in tables.trials else pd.Series()
-    return [a for a in main_arms(tables) if a in kinds and kinds[a] != "fixed" and a != tables.fixed_arm()]
+    return [a for a in main_arms(tables) if a in kinds and kinds[a] not in STILL_KINDS and a != tables.fixed_arm()]
 
 
 def _signal_values(tables: StudyTables, arm: str) -> dict[str, tuple[float, float]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from diffctl.arms.piecewise import constant_from_records, schedule_from_records
+from diffctl.arms.piecewise import CONTROL_KEYS, constant_from_records, schedule_from_records
 
 from .ablate import ablate_seeds, ablated_arms
 from .spec import StudySpec
@@ -70,7 +70,7 @@ def _moves(records: list[dict[str, Any]], key: str) -> bool:
 def distilled_arm_config(records: list[dict[str, Any]], variant: str) -> dict[str, Any]:
     """The ``arm`` section of a distilled run of a source run with these records."""
     if variant == "replay":
-        keys = ("rho", "w_recon", "w_kl", "w_rank", "w_ent", *(("lr",) if _moves(records, "lr") else ()))
+        keys = (*CONTROL_KEYS, *(("lr",) if _moves(records, "lr") else ()))
         return {"kind": "piecewise", "segments": schedule_from_records(records, keys)}
     return constant_from_records(records, variant)
 
