@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SPEC ?= study/specs/quick.yaml
+NAME ?= $(basename $(notdir $(SPEC)))-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install test study bench clean
 
@@ -20,7 +21,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 study: install
-	$(BIN)/diffctl study run $(SPEC) --name quick-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/diffctl study run $(SPEC) --name $(NAME)
 
 bench: install
 	$(BIN)/python -m benchmarks.bench

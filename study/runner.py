@@ -29,6 +29,7 @@ from .pipeline import StudySearch
 from .cluster import check_storage
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import close_orphans, journal_storage
+from .snapshot import atomic_snapshots, check_snapshot
 from .spec import StudySpec, check_resources, dump_spec, load_spec
 from .state import PHASE_DONE, SPEC_FILE, new_state, read_state, write_state
 from .trainable import TrialJob, train_trial
@@ -165,7 +166,9 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         trainable = tune.with_resources(tune.with_parameters(train_trial, job=job), {"cpu": spec.cpus_per_trial})
         _buffer_results(spec)
         _plain_trial_actors()
+        atomic_snapshots()
         if tune.Tuner.can_restore(str(experiment_dir)):
+            check_snapshot(experiment_dir)
             # Tune reads the old run's results first and warns of the trials that were running at the kill and
             # had sent none (buffered); their own files say where they stand, and they run on below.
             with _quiet(_RESTORE_ANALYSIS_LOGGER):
