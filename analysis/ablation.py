@@ -8,7 +8,10 @@ correction is over the options of one question at one budget on one metric (``an
 ran nothing are listed as the plan says: ``same as the centre`` or ``not applicable: <reason>``.
 
 Tables: ``ablation`` (every comparison) and ``ablation_answers`` (one row per question and option: the verdict at
-the whole run on the selection metric, its effect and 95% interval, and the budgets where the option differs).
+the whole run on the selection metric, its effect and 95% interval, the budgets where the option differs, and its
+feasible seeds). As for the winner against fixed λ, an option ``better`` on the selection metric is not an
+improvement when it met the constraints on fewer seeds than the spec has, or is worse on another objective: its
+answer says so in the same line.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import pandas as pd
 
 from study.ablate import RUNS, AblationPlan, read_plan
 
-from .compare import confirmation_winner, paired_table
+from .compare import confirmation_winner, feasible_share, paired_table
 from .load import StudyTables
 from .stats import BETTER, NOT_TESTED, WORSE, describe
 
 KEYS = ["axis", "option", "label"]
 ANSWER_COLUMNS = [*KEYS, "status", "reason", "metric", "verdict", "mean_diff", "ci_low", "ci_high", "p_holm",
-                  "n_pairs", "margin", "differs_at", "answer"]
+                  "n_pairs", "margin", "differs_at", "feasible_seeds", "answer"]
 
 
 def ablation_plan(tables: StudyTables) -> AblationPlan | None:
@@ -70,9 +73,25 @@ def answers(tables: StudyTables, plan: AblationPlan | None, paired: pd.DataFrame
                 best = final.iloc[0]
                 row.update({k: best[k] for k in ("verdict", "mean_diff", "ci_low", "ci_high", "p_holm", "n_pairs",
                                                  "margin")})
-                row["answer"] = describe(best)
+                row["answer"] = describe(best) + _caveat(tables, plan, o.label, paired, best.verdict)
+            row["feasible_seeds"] = "{}/{}".format(*feasible_share(tables, o.label))
         rows.append(row)
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def _caveat(tables: StudyTables, plan: AblationPlan, label: str, paired: pd.DataFrame, verdict: str) -> str:
+    """What the verdict on the selection metric leaves out: seeds on which the option missed the constraints
+    (against the centre's), and, for a ``better`` option, the objectives on which it is worse at the whole run."""
+    feasible, seeds = feasible_share(tables, label)
+    centre, _ = feasible_share(tables, plan.arm)
+    worse = paired[(paired["label"] == label) & (paired["budget"] == 1.0) & (paired["verdict"] == WORSE)
+                   & paired["metric"].isin([o.metric for o in tables.spec.objectives])]
+    notes = [f"feasible on {feasible}/{seeds} seeds (the centre {centre}/{seeds})"] if feasible < seeds else []
+    if verdict == BETTER and not worse.empty:
+        notes.append("worse on " + ", ".join(worse["metric"]))
+    if not notes:
+        return ""
+    return ("; not an improvement: " if verdict == BETTER else "; ") + "; ".join(notes)
 
 
 def answer_lines(tables: StudyTables, plan: AblationPlan | None, table: pd.DataFrame) -> list[str]:

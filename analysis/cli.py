@@ -35,6 +35,7 @@ def analyze(study_dir: str | Path) -> Path:
             "confirm_summary": summary,
             "paired_vs_fixed": paired,
             "epochs_to_target": compare.epochs_to_target(tables),
+            "quality_frontier": compare.quality_frontier(tables),
             "box_check": box,
             "paired_vs_distilled": distilled,
             "trajectory": levels,

@@ -303,6 +303,31 @@ def epochs_to_target(tables: StudyTables, metrics: tuple[str, ...] = ("val_exact
     return pd.DataFrame(rows)
 
 
+def quality_frontier(tables: StudyTables, target: float = EXACT_TARGET) -> pd.DataFrame:
+    """Per arm, over its representing runs that finished every epoch: how many reconstruct on both VAEs (final
+    val exact match >= ``target``), and among those the best and the mean [95% t-interval] of the selection
+    metric, with the best run's seed. The quality a user can count on: a run that gave up reconstruction for a
+    better selection metric is not on it."""
+    metric = tables.spec.selection.metric
+    column = f"final_{metric}"
+    best_of = max if tables.spec.selection.mode == "max" else min
+    rows = []
+    for arm in tables.arms():
+        runs = winner_runs(tables, arm)
+        runs = runs[(runs["status"] == "ok") & runs["usable"].astype(bool)]
+        exact = [f"final_val_exact_match_{v}" for v in ("A", "B")]
+        good = runs[np.logical_and.reduce([runs[c].astype(float) >= target for c in exact])] if len(runs) and all(
+            c in runs for c in exact) else runs.iloc[0:0]
+        values = good[column].astype(float).tolist() if column in good else []
+        best = best_of(values) if values else math.nan
+        interval = t_interval(values)
+        rows.append({"arm": arm, "metric": metric, "target": target, "runs": len(runs), "reconstructing": len(good),
+                     "best": best, "best_seed": int(good.loc[good[column].astype(float) == best, "seed"].iloc[0])
+                     if values else None, "mean": interval["mean"], "ci_low": interval["ci_low"],
+                     "ci_high": interval["ci_high"]})
+    return pd.DataFrame(rows)
+
+
 def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     """The arm that beats fixed lambda on the selection metric at the whole run by the largest margin, and a
     sentence; ``(None, sentence)`` when there is none.

@@ -261,6 +261,12 @@ box (a key it does not search: its constant). {_link("box_check")}
 {_link("epochs_to_target")}
 
 {markdown_table(t["epochs_to_target"])}
+## Quality frontier
+
+Per arm, its representing runs that reconstruct on both VAEs (final val exact match >= {EXACT_TARGET:g}) and the
+best and mean [95% t-interval] {spec.selection.metric} among them. {_link("quality_frontier")}
+
+{markdown_table(t["quality_frontier"])}
 ## Controller collapse
 
 {_link("collapse")} · {_link("collapse_by_arm")}

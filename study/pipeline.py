@@ -35,9 +35,14 @@ from .objectives import is_feasible, selection_value, tune_metrics
 from .progress import live_progress
 from .searcher import ArmSearch
 from .spec import StudySpec
-from .trialdir import ABLATE, CONFIRM, DISTILL, ERROR, FINISHED, OK, SEARCH, TrialSummary, read_trials
+from .trialdir import (ABLATE, CONFIRM, DISTILL, ERROR, FINISHED, OK, SEARCH, STOPPED, TrialSummary, mark_finished,
+                       read_trials)
 
 DERIVED = (DISTILL, ABLATE)  # the phases planned from an arm's ended confirmation runs, in this order
+
+
+def stopped_reason(epoch: Any) -> str:
+    return f"stopped early by ASHA after epoch {epoch}"
 
 
 def confirmation_sources(spec: StudySpec, trials: list[TrialSummary]) -> list[tuple[TrialSummary, bool]]:
@@ -186,6 +191,10 @@ class StudySearch(Searcher):
         phase, arm = self._live.pop(trial_id, (None, None))
         if phase == SEARCH:
             self._arms[arm].on_trial_complete(trial_id, result=result, error=error)
+            epoch = (result or {}).get("epoch")
+            if not error and self._spec.asha is not None and isinstance(epoch, int) and epoch < self._spec.epochs:
+                # stopped at a rung: its trainable cannot say so (one that ran every epoch wrote its own status)
+                mark_finished(Path(self._study_dir) / SEARCH / arm / trial_id, STOPPED, stopped_reason(epoch))
             if self.search_ended(arm):
                 self._close(SEARCH, arm)
         elif phase == CONFIRM:

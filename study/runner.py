@@ -25,7 +25,7 @@ from diffctl.files import atomic_write_text
 
 from .asha import ArmASHA
 from .distill import phase_places
-from .pipeline import StudySearch
+from .pipeline import StudySearch, stopped_reason
 from .cluster import check_storage
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import close_orphans, journal_storage
@@ -253,7 +253,7 @@ def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
             mark_finished(trial_dir, ERROR, one_line(result.error))
         else:
             epoch = (result.metrics or {}).get("epoch")
-            mark_finished(trial_dir, STOPPED, f"stopped early by ASHA after epoch {epoch}")
+            mark_finished(trial_dir, STOPPED, stopped_reason(epoch))
     for phase, arm in phase_places(spec):
         for trial in read_trials(study_dir / phase / arm):
             if trial.dir not in known:

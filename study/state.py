@@ -92,7 +92,8 @@ def status_lines(study_dir: Path) -> list[str]:
         if arm in idle:
             phase_state = NO_RUNS[idle[arm].status]
         bound = 0 if arm in idle else place_bound(spec, phase, arm)
-        total = bound if phase == SEARCH else (len(trials) or bound)
+        # a phase still running may not have started every run it plans: at most its bound until it is done
+        total = len(trials) if phase != SEARCH and phase_state == PHASE_DONE else max(bound, len(trials))
         count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
         best = best_trial(spec, trials)
         shown = f"{best.last[spec.selection.metric]:.4f} ({best.trial_id})" if best else "-"

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from study.runner import EXPERIMENT
 from tiny_specs import DIFFCTL, diffctl_env, run_diffctl, write_spec
@@ -80,25 +80,44 @@ def final_count(study_dir: Path, phase: str) -> int:
     return sum(json.loads(p.read_text())["status"] in ("ok", "diverged") for p in study_dir.glob(f"{phase}/*/*/trial.json"))
 
 
-def killed_in_phase_and_resumed(root: Path, spec: dict, phase: str, runs: int) -> tuple[Path, bool, dict, subprocess.CompletedProcess]:
-    """Run the study ``spec`` from the command line in ``root``, SIGKILL it once some but not all of the ``runs``
-    trials of ``phase`` have a final status, and resume it: (study directory, whether the kill came in that
-    window, the finished trials before the resume, the resume's result)."""
-    study_dir, log = root / "results" / spec["name"], root / "driver.log"
-    driver = start_diffctl("study", "run", str(write_spec(root, spec)), "--storage", str(root / "results"), log=log)
+class Killed(NamedTuple):
+    """What a kill during one phase left: the study directory, whether the kill came in the window, the
+    finished trials before the resume that followed, and the last resume's result."""
+
+    study_dir: Path
+    hit: bool
+    before: dict
+    resumed: subprocess.CompletedProcess
+
+
+def _killed_when(driver: subprocess.Popen, study_dir: Path, phase: str, runs: int) -> tuple[bool, dict]:
+    """SIGKILL ``driver`` once some but not all of the ``runs`` trials of ``phase`` have a final status: (whether
+    it came in that window, the finished trials then)."""
     try:
         hit = poll_until(driver, lambda: 0 < final_count(study_dir, phase) < runs)
     finally:
         kill(driver)
-    before = finished_trials(study_dir)
+    return hit, finished_trials(study_dir)
+
+
+def killed_in_phases_and_resumed(root: Path, spec: dict, runs: dict[str, int]) -> dict[str, Killed]:
+    """Run the study ``spec`` from the command line in ``root`` and SIGKILL it during each phase of ``runs`` in
+    turn (phase -> its trial count), resuming after each kill; the last resume runs to the end."""
+    study_dir, log = root / "results" / spec["name"], root / "driver.log"
+    driver = start_diffctl("study", "run", str(write_spec(root, spec)), "--storage", str(root / "results"), log=log)
+    kills = []
+    for phase, count in runs.items():
+        if kills:
+            driver = start_diffctl("study", "resume", str(study_dir), log=log)
+        kills.append((phase, *_killed_when(driver, study_dir, phase, count)))
     resumed = run_diffctl("study", "resume", str(study_dir), timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    return study_dir, hit, before, resumed
+    return {phase: Killed(study_dir, hit, before, resumed) for phase, hit, before in kills}
 
 
-def assert_nothing_reran(killed: tuple[Path, bool, dict, subprocess.CompletedProcess], phase: str) -> None:
-    """What :func:`killed_in_phase_and_resumed` returned: the kill came during ``phase``, and every trial that
-    was finished then is unchanged now (same records, same mtime: not rerun)."""
+def assert_nothing_reran(killed: Killed, phase: str) -> None:
+    """What a kill during ``phase`` left: the kill came during ``phase``, and every trial that was finished then
+    is unchanged now (same records, same mtime: not rerun)."""
     study_dir, hit, before, _ = killed
     assert hit, f"the study finished before the {phase} phase could be interrupted"
     after = finished_trials(study_dir)

@@ -1,10 +1,6 @@
-"""The ablation phase end to end (study/ablate.py, analysis/ablation.py): a real tiny study with the fixed arm and a
-controller arm reading encoder-side statistics, run from the command line, SIGKILLed during its ablation phase
-and resumed.
-
-The ablation around the controller's confirmed configuration has two questions: the statistics (a decoder-side
-subset that ``stats_source: encoder`` cannot provide — not applicable — and an encoder-side subset) and rho's
-granularity (``batch``, the centre's own value — same as the centre — then ``sample`` and ``latent``). Checked:
+"""The ablation phase end to end (study/ablate.py, analysis/ablation.py): the real tiny study of
+tests/derived_study.py (the fixed arm and a controller arm reading encoder-side statistics), SIGKILLed during its
+ablation phase and resumed; its ablation has two questions, the statistics and rho's granularity. Checked:
 one run per (option, seed), each with the centre's config on its seed but for the overrides; the kill left
 finished trials untouched and the resume reran none; ablate.json, status, tables and report say which option ran,
 which is the centre's and which is not applicable and why; the verdicts are Holm-corrected within a question.
@@ -19,45 +15,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.ablation import answers, paired_vs_centre
 from analysis.compare import confirmation_winner
 from analysis.load import build_tables
 from analysis.stats import VERDICTS, holm
 from diffctl.config import load_config
+from derived_study import AXES, EXPECTED, RUNNING, SEEDS, derived_study
 from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablate_label, read_plan
-from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
-from tiny_specs import TINY, run_diffctl, spec_variant
+from study_kill import assert_nothing_reran
+from tiny_specs import run_diffctl
 
 pytestmark = pytest.mark.slow
-
-AXES = {
-    "statistics": {"entropies": {"arm.stats": ["H_A", "H_B", "H_gap"]},
-                   "encoder subset": {"arm.stats": ["KL_A", "KL_B", "rank"]}},
-    "rho granularity": {"batch": {"arm.rho_granularity": "batch"}, "sample": {"arm.rho_granularity": "sample"},
-                        "latent": {"arm.rho_granularity": "latent"}},
-}
-EXPECTED = {("statistics", "entropies"): NOT_APPLICABLE, ("statistics", "encoder subset"): RUNS,
-            ("rho granularity", "batch"): SAME, ("rho granularity", "sample"): RUNS,
-            ("rho granularity", "latent"): RUNS}
-SPEC = spec_variant(
-    name="ablate",
-    equivalence={"triplet_r_A": 0.05},
-    confirm={**TINY["confirm"], "distill": []},
-    arms={
-        "fixed": {"budget": 2, "config": {"arm": {"kind": "fixed"}},
-                  "space": {"arm.w_rank": {"type": "float", "low": 0.05, "high": 20.0, "log": True}}},
-        "controller": {"budget": 2,
-                       "config": {"arm": {"kind": "controller", "regularizer": "log_barrier", "stats_source": "encoder"}},
-                       "space": {"arm.controller_lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
-    },
-    ablate={"arm": "controller", "seeds": None, "axes": AXES},
-)
-SEEDS = TINY["confirm"]["seeds"]
-RUNNING = [key for key, status in EXPECTED.items() if status == RUNS]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):  # killed once some ablation run is final, not all of them
-    return killed_in_phase_and_resumed(tmp_path_factory.mktemp("ablate"), SPEC, "ablate", len(RUNNING) * len(SEEDS))
+    return derived_study(tmp_path_factory)["ablate"]
 
 
 def _infos(study_dir: Path, label: str) -> list[tuple[Path, dict]]:
@@ -153,3 +126,20 @@ def test_tables_and_report_give_the_verdict_of_every_option(study):
     assert "`entropies` not applicable: arm.stats:" in section and "`batch` same as the centre" in section
     for r in ran.itertuples():
         assert f"{r.mean_diff:+.4g} (95% CI {r.ci_low:+.4g} to {r.ci_high:+.4g}" in r.answer
+
+
+def test_a_better_option_that_missed_the_constraints_is_not_an_improvement(study):
+    study_dir = study[0]
+    tables, plan = build_tables(study_dir), read_plan(study_dir)
+    paired = paired_vs_centre(tables, plan)
+    label = ablate_label("controller", "rho granularity", "sample")
+    assert answers(tables, plan, paired).set_index("label").loc[label, "feasible_seeds"] == f"{len(SEEDS)}/{len(SEEDS)}"
+    # The same option made better on the selection metric, worse on the other objective, infeasible on one seed.
+    whole = (paired["label"] == label) & (paired["budget"] == 1.0)
+    paired.loc[whole & (paired["metric"] == "triplet_r_A"), "verdict"] = "better"
+    paired.loc[whole & (paired["metric"] == "val_loss_unweighted"), "verdict"] = "worse"
+    tables.trials.loc[(tables.trials["arm"] == label) & (tables.trials["seed"] == SEEDS[0]), "feasible"] = False
+    row = answers(tables, plan, paired).set_index("label").loc[label]
+    assert row["verdict"] == "better" and row["feasible_seeds"] == f"{len(SEEDS) - 1}/{len(SEEDS)}"
+    assert row["answer"].endswith(f"better; not an improvement: feasible on {len(SEEDS) - 1}/{len(SEEDS)} seeds "
+                                  f"(the centre {len(SEEDS)}/{len(SEEDS)}); worse on val_loss_unweighted")

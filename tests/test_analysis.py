@@ -19,6 +19,7 @@ from analysis.compare import (
     confirm_summary,
     epochs_to_target,
     paired_vs_fixed,
+    quality_frontier,
     pareto_mask,
     search_table,
     winner,
@@ -171,6 +172,26 @@ def test_confirmation_summary_and_targets_match_the_records(study):
     never = epochs_to_target(tables, ("recon_coverage_B",), target=2.0).set_index("arm").loc[CONFIRMED_ARMS]
     assert (never["reached"] == 0).all() and (never["censored"] == never["runs"]).all()
     assert (never["mean_epochs"] == SPEC["epochs"] + 1).all()
+
+
+@pytest.mark.slow
+def test_quality_frontier_counts_the_reconstructing_runs_from_their_records(study):
+    tables = build_tables(study)
+    for target in (0.0, 0.5, 2.0):
+        frontier = quality_frontier(tables, target).set_index("arm")
+        assert frontier.loc["unstable", "runs"] == 0 and math.isnan(frontier.loc["unstable", "best"])
+        for arm in CONFIRMED_ARMS:
+            finals = [json.loads(p.read_text().splitlines()[-1])
+                      for p in sorted((study / "confirm" / arm).rglob("metrics.jsonl"))]
+            good = [r for r in finals if min(r["val_exact_match_A"], r["val_exact_match_B"]) >= target]
+            row = frontier.loc[arm]
+            assert row["runs"] == len(finals) and row["reconstructing"] == len(good)
+            if good:
+                assert row["best"] == max(r["triplet_r_A"] for r in good)
+                assert row["mean"] == pytest.approx(np.mean([r["triplet_r_A"] for r in good]))
+            else:
+                assert math.isnan(row["best"]) and row["best_seed"] is None
+    assert (quality_frontier(tables, 2.0)["reconstructing"] == 0).all()  # exact match never exceeds 1
 
 
 @pytest.mark.slow

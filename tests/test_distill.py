@@ -1,5 +1,5 @@
-"""Distilled baselines end to end (study/distill.py, analysis/trajectory.py): a real tiny study with a controller
-arm and the fixed arm, run from the command line, SIGKILLed during its distill phase and resumed.
+"""Distilled baselines end to end (study/distill.py, analysis/trajectory.py): the real tiny study of
+tests/derived_study.py (a controller arm and the fixed arm), SIGKILLed during its distill phase and resumed.
 
 Checked: every distilled variant has a run on every confirmation seed; a constant run's config holds its source
 run's recorded means (last epoch or whole run) and a replay's segments its source's per-epoch means, with
@@ -20,28 +20,18 @@ from analysis.load import build_tables
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
 from study.distill import VARIANTS, distilled_label
-from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
-from tiny_specs import TINY, run_diffctl, spec_variant
+from derived_study import SEEDS, derived_study
+from study_kill import assert_nothing_reran
+from tiny_specs import run_diffctl
 
 pytestmark = pytest.mark.slow
 
-SPEC = spec_variant(
-    name="distill",
-    equivalence={"triplet_r_A": 0.05},
-    arms={
-        "fixed": {"budget": 2, "config": {"arm": {"kind": "fixed"}},
-                  "space": {"arm.w_rank": {"type": "float", "low": 0.05, "high": 20.0, "log": True}}},
-        "controller": {"budget": 2, "config": {"arm": {"kind": "controller", "regularizer": "log_barrier"}},
-                       "space": {"arm.controller_lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}},
-    },
-)
-SEEDS = TINY["confirm"]["seeds"]
 KEYS = ("rho", "w_recon", "w_kl", "w_rank", "w_ent")
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):  # killed once some distilled run is final, not all of them
-    return killed_in_phase_and_resumed(tmp_path_factory.mktemp("distill"), SPEC, "distill", len(VARIANTS) * len(SEEDS))
+    return derived_study(tmp_path_factory)["distill"]
 
 
 def _source_records(study_dir: Path, trial_id: str) -> list[dict]:

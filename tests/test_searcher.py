@@ -12,8 +12,10 @@ import time
 
 import optuna
 
+from study.pipeline import StudySearch
 from study.searcher import JOURNAL_FILE, ArmSearch, JournalFlock, journal_storage
 from study.spec import spec_from_dict
+from study.trialdir import TrialInfo, read_info, write_info
 from tiny_specs import TINY
 
 HOLD = """
@@ -93,3 +95,25 @@ def test_trial_completed_once_is_told_with_status_and_epochs(tmp_path):
     assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.5] * len(metrics)
     assert frozen.user_attrs["status"] == "ok" and frozen.user_attrs["epochs"] == spec.epochs
     assert frozen.user_attrs["ray_trial_id"] == "t1"
+
+
+def test_a_search_trial_stopped_at_a_rung_says_so_when_it_stops(tmp_path):
+    """Under ASHA, a search trial that Tune ends before its last epoch gets status ``stopped`` at once (``study
+    status`` counts it stopped while the study runs); one that ran every epoch, or errored, keeps its own."""
+    arms = {"fixed": {**TINY["arms"]["fixed"], "budget": 3}}
+    spec = spec_from_dict(dict(TINY, epochs=4, asha={"grace_period": 1, "reduction_factor": 2}, arms=arms))
+    searcher = StudySearch(spec, tmp_path, journal_storage(tmp_path))
+    ids = ["s1", "s2", "s3"]
+    for trial_id in ids:
+        config = searcher.suggest(trial_id)
+        assert config["phase"] == "search" and config["arm"] == "fixed"
+        trial_dir = tmp_path / "search" / "fixed" / trial_id
+        trial_dir.mkdir(parents=True)
+        write_info(trial_dir, TrialInfo("fixed", "search", trial_id, params=config["params"], seed=0))
+    metrics = {m: 0.5 for m in ("objective_val_loss_unweighted", "objective_triplet_r_A")}
+    searcher.on_trial_complete("s1", result={"status": "ok", "epoch": 1, **metrics})
+    searcher.on_trial_complete("s2", result={"status": "ok", "epoch": 4, **metrics})
+    searcher.on_trial_complete("s3", error=True)
+    status = {t: read_info(tmp_path / "search" / "fixed" / t) for t in ids}
+    assert (status["s1"]["status"], status["s1"]["reason"]) == ("stopped", "stopped early by ASHA after epoch 1")
+    assert status["s2"]["status"] == status["s3"]["status"] == "running"  # their own status (or _finish) decides
