@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ablation, collapse, compare, questions, trajectory
+from . import ablation, collapse, compare, pbt, questions, trajectory
 from .load import build_tables, save_tables
 from .plots import make_plots
 from .report import Findings, cost_table, write_report
@@ -28,6 +28,7 @@ def analyze(study_dir: str | Path) -> Path:
     ablated = ablation.paired_vs_centre(tables, plan)
     ablation_answers = ablation.answers(tables, plan, ablated)
     ablation_lines = ablation.answer_lines(tables, plan, ablation_answers)
+    lineage = pbt.lineage_table(tables)
     findings = Findings(
         tables={
             "cost": cost_table(tables),
@@ -46,12 +47,14 @@ def analyze(study_dir: str | Path) -> Path:
             "importances": importances,
             "ablation": ablated,
             "ablation_answers": ablation_answers,
+            "pbt_lineage": lineage,
         },
         winner=winner,
         winner_sentence=sentence,
         notes={f"importances ({arm})": note for arm, note in notes.items()},
         extra_conclusions=trajectory.level_lines(tables, levels) + ablation_lines,
         ablation_lines=ablation_lines,
+        pbt_lines=pbt.pbt_section(tables, lineage),
     )
     findings.plots = make_plots(tables, summary)
     return write_report(tables, findings)

@@ -59,6 +59,7 @@ INFO_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "ablate_axis": ((str, type(None)), "text or null"),
     "ablate_option": ((str, type(None)), "text or null"),
     "overrides": ((dict, type(None)), "a mapping or null"),
+    "exploits": ((list, type(None)), "a list of exploits or null"),
 }
 INT64 = 2**63  # Parquet stores integers in 64 bits
 
@@ -77,12 +78,19 @@ class StudyTables:
         return iter((self.trials, self.epochs))
 
     def fixed_arm(self) -> str | None:
-        """The fixed-lambda reference arm: the first arm (spec order) whose config has ``arm.kind: fixed``."""
+        """The fixed-lambda reference arm: the first arm (spec order) whose config has ``arm.kind: fixed``, other than
+        a PBT arm (its members train the fixed arm; PBT moves their weights)."""
         for arm in self.spec.arms:
+            if arm in self.pbt_arms():
+                continue
             kinds = self.trials.loc[self.trials["arm"] == arm, "arm.kind"]
             if (kinds == "fixed").any() or (kinds.empty and _spec_kind(self.spec.arms[arm]) == "fixed"):
                 return arm
         return None
+
+    def pbt_arms(self) -> list[str]:
+        """The arms searched by population based training (``study.pbt``), in spec order."""
+        return [arm for arm, arm_spec in self.spec.arms.items() if arm_spec.get("search") == "pbt"]
 
     def arms(self) -> list[str]:
         """Arms in spec order, then any arm found on disk but missing from the spec."""
@@ -220,6 +228,8 @@ def _trial_row(
         "started_at": (config_path if config_path.exists() else trial_dir / "trial.json").stat().st_mtime,
     }
     row.update(_node_columns(info.get("nodes"), trial_dir / "trial.json"))
+    if isinstance(info.get("exploits"), list):  # a PBT member: how often it took another member's state
+        row["exploits"] = len(info["exploits"])
     # Keys the study layer may add to trial.json later (e.g. source_feasible) become columns as they are.
     row.update({k: v for k, v in info.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
     # A record's status can be more recent than trial.json's if the trial died between the two writes.

@@ -8,7 +8,8 @@ weights over epochs for the best controller feasible on every seed (else labelle
 seed-literal one (each arm's winner when the study has no controller); optimization_history.png: the selection
 metric of each arm's search trials in the order they started, with the best feasible value so far (carried over
 infeasible trials); trajectory_<arm>.png: an adaptive arm against its distilled baselines (mean and 95% t-band
-over seeds).
+over seeds); pbt_schedule_<arm>.png: a PBT arm's replayed schedule per epoch next to the best controller's
+trajectory (if the study has a controller).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from diffctl.files import atomic_write_bytes  # noqa: E402
 from .collapse import controller_trials  # noqa: E402
 from .compare import all_feasible, feasible_share, main_arms, winner_runs  # noqa: E402
 from .load import StudyTables  # noqa: E402
+from .pbt import schedule_values  # noqa: E402
 from .trajectory import adaptive_arms, distilled_of  # noqa: E402
 
 PLOTS_DIR = "plots"
@@ -136,29 +138,34 @@ def _first_run(tables: StudyTables, trials: pd.DataFrame) -> pd.Series | None:
 SEED_LITERAL = {"arm.kind": "controller", "arm.regularizer": "none", "arm.objective": "same_loss"}
 
 
-def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
-    """(label, trial row) of the best controller and the seed-literal controller; each arm's winner if none.
-
-    Best controller: the controller arm whose winning configuration has the best confirmation mean of the
-    selection metric. Seed-literal: a controller trial without regulariser, trained on the same loss.
-    """
+def best_controller(tables: StudyTables) -> tuple[str, pd.Series] | None:
+    """(label, its first confirmation run) of the controller arm whose winning configuration has the best
+    confirmation mean of the selection metric, among those feasible on every seed (else the best, labelled
+    infeasible); None when the study has no controller."""
     controllers = controller_trials(tables.trials)
     selection = tables.spec.selection
     column = f"final_{selection.metric}"
-    picked: list[tuple[str, pd.Series]] = []
     means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in controllers["arm"].unique()}
     means = {arm: m for arm, m in means.items() if m == m}
-    if means:
-        # "Best" only among controllers feasible on every seed; else the best mean, labelled infeasible.
-        feasible = {arm: m for arm, m in means.items() if all_feasible(tables, arm)}
-        best_arm = (min if selection.mode == "min" else max)(feasible or means, key=(feasible or means).get)
-        row = _first_run(tables, winner_runs(tables, best_arm))
-        if row is not None:
-            shown, seeds = feasible_share(tables, best_arm)
-            label = f"best controller: {best_arm}" if feasible else \
-                f"controller {best_arm} (infeasible {seeds - shown}/{seeds}; no controller feasible on every seed)"
-            picked.append((label, row))
-    literal = controllers
+    if not means:
+        return None
+    feasible = {arm: m for arm, m in means.items() if all_feasible(tables, arm)}
+    best_arm = (min if selection.mode == "min" else max)(feasible or means, key=(feasible or means).get)
+    row = _first_run(tables, winner_runs(tables, best_arm))
+    if row is None:
+        return None
+    shown, seeds = feasible_share(tables, best_arm)
+    label = f"best controller: {best_arm}" if feasible else \
+        f"controller {best_arm} (infeasible {seeds - shown}/{seeds}; no controller feasible on every seed)"
+    return label, row
+
+
+def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
+    """(label, trial row) of the best controller (:func:`best_controller`) and the seed-literal controller; each
+    arm's winner if none. Seed-literal: a controller trial without regulariser, trained on the same loss."""
+    best = best_controller(tables)
+    picked: list[tuple[str, pd.Series]] = [best] if best is not None else []
+    literal = controller_trials(tables.trials)
     for key, value in SEED_LITERAL.items():
         literal = literal[literal[key] == value] if key in literal else literal.iloc[0:0]
     row = _first_run(tables, literal)
@@ -172,13 +179,19 @@ def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
     return picked
 
 
+def _records(tables: StudyTables, row: pd.Series) -> pd.DataFrame:
+    """The epoch records of one trial (a row of the trials table)."""
+    epochs = tables.epochs
+    return epochs[(epochs["arm"] == row["arm"]) & (epochs["phase"] == row["phase"])
+                  & (epochs["trial_id"] == row["trial_id"])]
+
+
 def control_signals(tables: StudyTables, path: Path) -> Path:
     """rho_mean and w_*_mean over epochs for the trials of :func:`signal_trials`."""
     epochs = tables.epochs
     fig, axes = _grid(len(SIGNALS))
     for label, row in signal_trials(tables):
-        mine = epochs[(epochs["arm"] == row["arm"]) & (epochs["phase"] == row["phase"])
-                      & (epochs["trial_id"] == row["trial_id"])]
+        mine = _records(tables, row)
         for ax, signal in zip(axes, SIGNALS):
             if signal in mine:
                 ax.plot(mine["epoch"], mine[signal], marker=".", label=f"{label} (seed {row['seed']})")
@@ -241,6 +254,25 @@ def trajectory_plot(tables: StudyTables, arm: str, baselines: dict[str, str], pa
     return _save(fig, path)
 
 
+def pbt_schedule_plot(tables: StudyTables, arm: str, schedule: pd.DataFrame, path: Path) -> Path:
+    """A PBT arm's replayed schedule (its best member's rho, weights and lr per epoch) next to the best
+    controller's epoch means on its first confirmation seed, if the study has a controller."""
+    keys = [k for k in ("rho", *WEIGHT_NAMES, "lr") if k in schedule]
+    fig, axes = _grid(len(keys))
+    best = best_controller(tables)
+    records = _records(tables, best[1]) if best is not None else None
+    for ax, key in zip(axes, keys):
+        ax.step(schedule["epoch"], schedule[key], where="mid", marker=".", label=f"{arm} schedule (replayed)")
+        column = key if key == "lr" else f"{key}_mean"
+        if records is not None and column in records:
+            ax.plot(records["epoch"], records[column], marker=".", label=f"{best[0]} (seed {best[1]['seed']})")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{arm}: the schedule of its best member, which its confirmation runs replay")
+    return _save(fig, path)
+
+
 def make_plots(tables: StudyTables, summary: pd.DataFrame) -> dict[str, Path]:
     """Write every figure under ``<study>/plots/`` and return their paths by name."""
     out = Path(tables.study_dir) / PLOTS_DIR
@@ -254,4 +286,8 @@ def make_plots(tables: StudyTables, summary: pd.DataFrame) -> dict[str, Path]:
     for arm in adaptive_arms(tables):
         if baselines := distilled_of(tables, arm):
             plots[f"trajectory_{arm}"] = trajectory_plot(tables, arm, baselines, out / f"trajectory_{arm}.png")
+    for arm in tables.pbt_arms():
+        if (schedule := schedule_values(tables, arm)) is not None:
+            name = f"pbt_schedule_{arm}"
+            plots[name] = pbt_schedule_plot(tables, arm, schedule, out / f"{name}.png")
     return plots

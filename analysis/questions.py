@@ -137,6 +137,9 @@ def param_importances(tables: StudyTables) -> tuple[pd.DataFrame, dict[str, str]
     except Exception as exc:
         return empty, {"*": f"{JOURNAL_FILE} unreadable: {one_line(exc)[:160]}"}
     for arm in tables.spec.arms:  # a derived arm (distilled baseline, ablation option) has no Optuna study
+        if arm in tables.pbt_arms():
+            notes[arm] = "population based training: no Optuna study"
+            continue
         try:
             study = optuna.load_study(study_name=arm, storage=storage)
             with warnings.catch_warnings(record=True) as caught:

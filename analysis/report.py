@@ -37,6 +37,7 @@ class Findings:
     notes: dict[str, str] = field(default_factory=dict)
     extra_conclusions: list[str] = field(default_factory=list)  # more Conclusions lines (e.g. trajectory verdicts)
     ablation_lines: list[str] = field(default_factory=list)  # the causal answer per question (analysis.ablation)
+    pbt_lines: str = ""  # the PBT arms' section (analysis.pbt)
 
 
 def _cell(value) -> str:
@@ -135,11 +136,13 @@ def _sampling(tables: StudyTables) -> str:
         return ""
     parts = []
     for arm, group in search.groupby("arm", sort=False):
+        if arm in tables.pbt_arms():  # drawn by population based training (its own section)
+            continue
         counts = group["sampling"].fillna("unknown").value_counts()
         start = tables.spec.arms.get(arm, {}).get("startup_trials")
         parts.append(f"`{arm}` {counts.get('random', 0)} random, {counts.get('model', 0)} model-guided"
                      + (f" (start-up {start})" if start is not None else ""))
-    return "Search trials by how TPE drew them: " + "; ".join(parts) + ".\n"
+    return "Search trials by how TPE drew them: " + "; ".join(parts) + ".\n" if parts else ""
 
 
 def _selection_note(tables: StudyTables) -> str:
@@ -256,6 +259,12 @@ Epoch means of each adaptive arm's weights and rho on its confirmation runs agai
 box (a key it does not search: its constant). {_link("box_check")}
 
 {markdown_table(_outside_first(t["box_check"]))}
+## Population based training
+
+Each PBT arm's exploits (a member continuing from a better member's state with perturbed values) and its cost.
+{_link("pbt_lineage")}
+
+{findings.pbt_lines}
 ## Epochs to reach the target
 
 {_link("epochs_to_target")}

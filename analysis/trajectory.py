@@ -44,8 +44,13 @@ def distilled_of(tables: StudyTables, arm: str) -> dict[str, str]:
 
 
 def adaptive_arms(tables: StudyTables) -> list[str]:
-    """Spec arms whose weights or rho can move (the kinds the study distils)."""
-    kinds = tables.trials.groupby("arm")["arm.kind"].first() if "arm.kind" in tables.trials else pd.Series()
+    """Spec arms whose weights or rho can move (the kinds the study distils), by the kind of their confirmation
+    runs (a PBT arm's replay a piecewise schedule), else of their search trials."""
+    trials = tables.trials
+    if "arm.kind" not in trials:
+        return []
+    confirmed = trials[trials["phase"] == "confirm"].groupby("arm")["arm.kind"].first()
+    kinds = confirmed.combine_first(trials.groupby("arm")["arm.kind"].first())
     return [a for a in main_arms(tables) if a in kinds and kinds[a] not in STILL_KINDS and a != tables.fixed_arm()]
 
 

@@ -246,6 +246,14 @@ class Trainer:
         self.history = list(state["history"])
         self.finished = state["finished"]
 
+    def adopt_state_dict(self, state: dict) -> None:
+        """Continue another run's state under this run's config (population based training: a member takes a
+        better member's state with its own hyperparameters). As :meth:`load_state_dict`, except that the model's
+        learning rate is this config's ``optim.lr``, not the one saved with the optimiser; the arm and the loss
+        read the rest of the config afresh at every step."""
+        self.load_state_dict(state)
+        self.optimizer.param_groups[0]["lr"] = self.config.optim.lr
+
 
 def _accumulate(sums: dict[str, torch.Tensor], control: Control) -> None:
     with torch.no_grad():

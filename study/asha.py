@@ -35,12 +35,13 @@ class ArmASHA(FIFOScheduler):
                 grace_period=spec.asha.grace_period,
                 reduction_factor=spec.asha.reduction_factor,
             )
-            for arm in spec.arms
+            for arm, arm_spec in spec.arms.items()
+            if not arm_spec.is_pbt  # a PBT arm's members run in a Tuner of their own (study.pbt)
         }
 
     def _asha(self, trial: Any) -> ASHAScheduler | None:
         phase, arm = trial_place(trial.config)
-        return self._by_arm[arm] if phase == SEARCH else None
+        return self._by_arm.get(arm) if phase == SEARCH else None
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         if (asha := self._asha(trial)) is not None:

@@ -10,7 +10,9 @@ it but the constants do not, its schedule did the work; if it beats its own repl
 
 Each variant is an arm label of its own, ``<arm>.distilled_<variant>``, in the phase ``distill``
 (``<study>/distill/<label>/<trial_id>/``). Distilled are the arms whose weights or rho can move: every arm kind
-but ``fixed`` (``confirm.distill`` lists the variants; an empty list turns the phase off).
+but ``fixed``, and a PBT arm (``study.pbt``: its confirmation runs replay a schedule; ``replay`` would repeat them,
+so it has ``final`` and ``mean`` only, with its best member's last learning rate). ``confirm.distill`` lists the
+variants; an empty list turns the phase off.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ def distilled_label(arm: str, variant: str) -> str:
 def distilled_arms(spec: StudySpec) -> list[tuple[str, str, str]]:
     """(label, source arm, variant) of every distilled baseline the spec asks for, in spec order."""
     found = []
-    for arm in spec.arms:
+    for arm, arm_spec in spec.arms.items():
         kind = spec.trial_config(arm, {}).get("arm", {}).get("kind", "fixed")
-        if kind not in STILL_KINDS:
+        if arm_spec.is_pbt:  # its confirmation runs are the replay
+            found += [(distilled_label(arm, v), arm, v) for v in spec.confirm.distill if v != "replay"]
+        elif kind not in STILL_KINDS:
             found += [(distilled_label(arm, variant), arm, variant) for variant in spec.confirm.distill]
     return found
 
@@ -59,7 +63,10 @@ def place_bound(spec: StudySpec, phase: str, arm: str) -> int:
     """The most trials one phase of one arm label can run (an ablation option: one per ablation seed)."""
     if phase == SEARCH:
         return spec.arms[arm].budget
-    return len(ablate_seeds(spec)) if phase == ABLATE else spec.confirm_runs_per_arm()
+    if phase == ABLATE:
+        return len(ablate_seeds(spec))
+    source = next((s for p, label, s in derived_places(spec) if (p, label) == (phase, arm)), arm)
+    return spec.confirm_runs_per_arm(source)  # a distilled baseline: one run per confirmation run of its arm
 
 
 def _moves(records: list[dict[str, Any]], key: str) -> bool:

@@ -4,7 +4,8 @@ A spec that sets ``eval.full_every`` > 1 (in ``base`` or an arm's config) evalua
 all 19,683 operations, the prior samples, triplet_r; see ``diffctl.metrics.FULL_SET``) only every that many
 epochs and at the last. Every epoch that the study reads besides those is added to each trial's
 ``eval.full_epochs``: the epochs where ASHA compares an arm's trials (its rungs), so a rung never meets a
-trial whose objective is null there, and the budgets of the anytime comparison (``confirm.budgets``).
+trial whose objective is null there, the budgets of the anytime comparison (``confirm.budgets``), and for the
+arm of a population based training (``study.pbt``) its perturbation epochs, where its members are ranked.
 
 Example::
 
@@ -17,7 +18,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .spec import Asha, StudySpec
+    from .spec import Asha, Pbt, StudySpec
 
 
 def rung_epochs(asha: Asha, epochs: int) -> list[int]:
@@ -31,20 +32,27 @@ def rung_epochs(asha: Asha, epochs: int) -> list[int]:
     return found
 
 
-def full_eval_epochs(spec: StudySpec) -> list[int]:
-    """The epochs every trial of ``spec`` evaluates in full besides each ``full_every``-th and the last."""
-    epochs: set[int] = set()
+def perturbation_epochs(pbt: Pbt, epochs: int) -> list[int]:
+    """The epochs at which a PBT arm's members are ranked (and may continue from another's state): every
+    multiple of the perturbation interval before the last epoch."""
+    return list(range(pbt.perturbation_interval, epochs, pbt.perturbation_interval))
+
+
+def full_eval_epochs(spec: StudySpec, pbt: Pbt | None = None) -> list[int]:
+    """The epochs every trial of ``spec`` evaluates in full besides each ``full_every``-th and the last (and, for
+    the arm of the population based training ``pbt``, its perturbation epochs)."""
+    epochs: set[int] = set(perturbation_epochs(pbt, spec.epochs)) if pbt is not None else set()
     if spec.asha is not None:
         epochs |= set(rung_epochs(spec.asha, spec.epochs))
     epochs |= {epoch for _, epoch in spec.confirm.budget_epochs(spec.epochs)}  # the anytime comparison's budgets
     return sorted(e for e in epochs if 1 <= e <= spec.epochs)
 
 
-def add_full_epochs(spec: StudySpec, data: dict[str, Any]) -> dict[str, Any]:
+def add_full_epochs(spec: StudySpec, data: dict[str, Any], pbt: Pbt | None = None) -> dict[str, Any]:
     """A trial's config ``data`` with :func:`full_eval_epochs` merged into ``eval.full_epochs`` when it sets
     ``eval.full_every`` > 1 (a malformed section is left for the config's validation to name)."""
     section = data.get("eval")
-    extra = full_eval_epochs(spec)
+    extra = full_eval_epochs(spec, pbt)
     if not isinstance(section, dict) or not extra:
         return data
     every, listed = section.get("full_every", 1), section.get("full_epochs", [])

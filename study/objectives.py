@@ -29,6 +29,7 @@ from diffctl.train import STATUS_OK, Trainer
 
 if TYPE_CHECKING:
     from .spec import Objective, StudySpec
+    from .trialdir import TrialSummary
 
 WORST = 1e9  # the finite objective told for a trial without a measured value (diverged)
 STATUS_CONSTRAINT = "status_ok"  # 0 when the final record is ok, 1 when it diverged
@@ -120,6 +121,17 @@ def selection_value(spec: StudySpec, record: dict[str, Any]) -> float:
     assert spec.selection is not None
     value = told_value(spec.selection, record)
     return value if spec.selection.mode == "max" else -value
+
+
+def confirmation_sources(spec: StudySpec, trials: list[TrialSummary],
+                         top_k: int | None = None) -> list[tuple[TrialSummary, bool]]:
+    """The ``top_k`` (default: the spec's ``confirm.top_k``) search trials of an arm by the selection rule, among feasible trials that ran every epoch;
+    when none is feasible, the best of those that ran every epoch (flagged ``False``)."""
+    full = [t for t in trials if t.status == STATUS_OK and t.info.get("epochs_done") == spec.epochs]
+    feasible = [t for t in full if is_feasible(spec, t.last)]
+    pool = feasible or full
+    ranked = sorted(pool, key=lambda t: -selection_value(spec, t.last))  # stable: ties keep trial-id order
+    return [(t, bool(feasible)) for t in ranked[: top_k or spec.confirm.top_k]]
 
 
 # --- the record fields a spec may name ---------------------------------------------------------------------------

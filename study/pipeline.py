@@ -8,6 +8,9 @@ arm keeps its own :class:`~study.searcher.ArmSearch` (its own Optuna study and T
 searcher alone is asked for that arm's trials, exactly ``budget`` times — one shared search over an "arm"
 choice would let TPE starve arms; this does not.
 
+A PBT arm (``study.pbt``) trained its population in a Tuner of its own before this one: its search has ended
+from the start, and its confirmation runs replay its best member's schedule.
+
 Order: the search trials of the arms in spec order (an arm's TPE sees its earlier trials exactly as in a Tuner
 of its own), then the confirmation runs of every arm whose search trials have all ended, then the distilled
 baselines (``study.distill``) of every adaptive arm whose confirmation runs have all ended, and the ablation
@@ -31,12 +34,12 @@ from ray.tune.search import Searcher
 
 from .ablate import ablate_runs
 from .distill import derived_places, distill_runs, place_bound
-from .objectives import is_feasible, selection_value, tune_metrics
+from .objectives import confirmation_sources, tune_metrics
+from .pbt import schedule_runs
 from .progress import live_progress
 from .searcher import ArmSearch
 from .spec import StudySpec
-from .trialdir import (ABLATE, CONFIRM, DISTILL, ERROR, FINISHED, OK, SEARCH, STOPPED, TrialSummary, mark_finished,
-                       read_trials)
+from .trialdir import ABLATE, CONFIRM, DISTILL, ERROR, FINISHED, SEARCH, STOPPED, mark_finished, read_trials
 
 DERIVED = (DISTILL, ABLATE)  # the phases planned from an arm's ended confirmation runs, in this order
 
@@ -45,24 +48,17 @@ def stopped_reason(epoch: Any) -> str:
     return f"stopped early by ASHA after epoch {epoch}"
 
 
-def confirmation_sources(spec: StudySpec, trials: list[TrialSummary]) -> list[tuple[TrialSummary, bool]]:
-    """The ``top_k`` search trials of an arm by the selection rule, among feasible trials that ran every epoch;
-    when none is feasible, the best of those that ran every epoch (flagged ``False``)."""
-    full = [t for t in trials if t.status == OK and t.info.get("epochs_done") == spec.epochs]
-    feasible = [t for t in full if is_feasible(spec, t.last)]
-    pool = feasible or full
-    ranked = sorted(pool, key=lambda t: -selection_value(spec, t.last))  # stable: ties keep trial-id order
-    return [(t, bool(feasible)) for t in ranked[: spec.confirm.top_k]]
-
-
 def confirmation_runs(spec: StudySpec, study_dir: Path, arm: str) -> list[dict[str, Any]]:
-    """The Ray configs of an arm's confirmation runs: each selected configuration with every confirmation seed."""
+    """The Ray configs of an arm's confirmation runs: each selected configuration with every confirmation seed
+    (a PBT arm: its best member's schedule, ``study.pbt``)."""
     sources = confirmation_sources(spec, read_trials(study_dir / SEARCH / arm))
     progress = live_progress()
     if progress is not None and not sources:
         progress.notice(f"confirm {arm}: no search trial ran every epoch; nothing to confirm")
     elif progress is not None and not sources[0][1]:
         progress.notice(f"confirm {arm}: no feasible search trial; confirming the best infeasible one(s)")
+    if spec.arms[arm].is_pbt:
+        return schedule_runs(spec, study_dir, arm)
     return [
         {
             "phase": CONFIRM,
@@ -84,8 +80,9 @@ class StudySearch(Searcher):
         super().__init__()
         self._spec = spec
         self._study_dir = str(study_dir)
-        self._arms = {arm: ArmSearch(spec, arm, storage) for arm in spec.arms}
-        self._asked = {arm: 0 for arm in spec.arms}  # search trials suggested per arm
+        # A PBT arm's members ran in a Tuner of their own before this one (study.pbt): its search has ended.
+        self._arms = {arm: ArmSearch(spec, arm, storage) for arm in spec.arms if not spec.arms[arm].is_pbt}
+        self._asked = {arm: arm_spec.budget if arm_spec.is_pbt else 0 for arm, arm_spec in spec.arms.items()}
         self._live: dict[str, tuple[str, str]] = {}  # trial id -> (phase, arm) of trials not ended yet
         self._plans: dict[str, list[dict[str, Any]]] = {}  # arm -> its confirmation runs, once its search ended
         self._given = {arm: 0 for arm in spec.arms}  # confirmation runs suggested per arm
@@ -118,7 +115,7 @@ class StudySearch(Searcher):
                 continue
             if arm not in self._plans:
                 self._plans[arm] = confirmation_runs(self._spec, Path(self._study_dir), arm)
-                _phase_started(CONFIRM, arm, len(self._plans[arm]), self._spec.confirm_runs_per_arm())
+                _phase_started(CONFIRM, arm, len(self._plans[arm]), self._spec.confirm_runs_per_arm(arm))
             run = self._give(trial_id, self._plans[arm], self._given, arm)
             if run is not None:
                 return run
@@ -230,7 +227,7 @@ class StudySearch(Searcher):
         """Count the search trials that a killed driver asked and that ended after its last snapshot: without
         this, the restored searcher would ask for them again and an arm would exceed its budget. (A trial that
         was still running is abandoned instead: Ray does not know it, and the searcher asks for a new one.)"""
-        for arm in self._spec.arms:
+        for arm in self._arms:
             for trial in read_trials(Path(self._study_dir) / SEARCH / arm):
                 known = trial.trial_id in self._ended or trial.trial_id in self._live
                 if known or trial.status not in FINISHED or trial.abandoned:

@@ -1,11 +1,14 @@
-"""Launching and resuming a study: the Ray connection, then the study's one ``tune.Tuner`` — every arm's
+"""Launching and resuming a study: the Ray connection, the population of each PBT arm in a Tuner of its own
+(``study.pbt``: Tune's PBT refuses a search algorithm), then the study's main ``tune.Tuner`` — every other arm's
 Optuna search with exactly its budget, then each arm's best configurations re-run on fresh seeds (the order
-and the reasons for one Tuner are in ``study.pipeline``).
+and the reasons for one Tuner are in ``study.pipeline``). The PBT Tuners come first so that the main Tuner's
+searcher finds every PBT arm's search ended and its schedule written, and plans its confirmation like any arm's.
 
 ``state.json`` records each phase of each arm as it starts and ends, and ``finished`` once every trial has its
-final status. ``resume`` restores the experiment with ``Tuner.restore(path, trainable, resume_errored=True)``:
-finished trials never rerun, the searcher's state (Optuna studies, confirmation plans) comes back from Tune's
-experiment snapshot, and trials that were running continue from their own ``trainer.pt``.
+final status. ``resume`` restores whichever Tuner had not finished with ``Tuner.restore(path, trainable,
+resume_errored=True)`` (a PBT arm whose search is done is not rerun): finished trials never rerun, the searcher's
+state (Optuna studies, confirmation plans) comes back from Tune's experiment snapshot, and trials that were
+running continue from their own ``trainer.pt`` (a PBT member: from its last Ray checkpoint).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from diffctl.files import atomic_write_text
 from .asha import ArmASHA
 from .distill import phase_places
 from .pipeline import StudySearch, stopped_reason
+from .pbt import EXPERIMENTS as PBT_EXPERIMENTS
+from .pbt import MemberPBT, remove_checkpoints, write_schedule
 from .cluster import check_storage
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import close_orphans, journal_storage
@@ -155,34 +160,73 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
 
 
 def run_phases(study_dir: Path, spec: StudySpec) -> None:
-    """Run (or resume) the study's one Tuner: the search of every arm, then the confirmation of every arm
-    (see ``study.pipeline``); then give Ray-ended trials their final status."""
+    """Run (or resume) each PBT arm's Tuner, then the study's main Tuner: the search of every other arm, then the
+    confirmation of every arm (see ``study.pipeline``); then give Ray-ended trials their final status."""
     storage = journal_storage(study_dir)
     progress = StudyProgress(spec, study_dir)
     install(progress)
     try:
-        experiment_dir = study_dir / EXPERIMENT
         job = TrialJob(spec, str(study_dir))
-        trainable = tune.with_resources(tune.with_parameters(train_trial, job=job), {"cpu": spec.cpus_per_trial})
-        _buffer_results(spec)
         _plain_trial_actors()
         atomic_snapshots()
-        if tune.Tuner.can_restore(str(experiment_dir)):
-            check_snapshot(experiment_dir)
-            # Tune reads the old run's results first and warns of the trials that were running at the kill and
-            # had sent none (buffered); their own files say where they stand, and they run on below.
-            with _quiet(_RESTORE_ANALYSIS_LOGGER):
-                tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
-        else:
-            tuner = _new_tuner(study_dir, spec, trainable, storage)
-        _finish(job, tuner.fit())
+        for arm in spec.pbt_arms():
+            _run_population(job, arm, progress)
+        trainable = _trainable(job, spec.cpus_per_trial)
+        _buffer_results(spec)
+        tuner = _restored(study_dir / EXPERIMENT, trainable) or _new_tuner(study_dir, spec, trainable, storage)
+        main_places = [(phase, arm) for phase, arm in phase_places(spec)
+                       if not (phase == SEARCH and spec.arms[arm].is_pbt)]
+        _finish(job, tuner.fit(), main_places)
     finally:
         install(None)
     for arm in spec.arms:
-        close_orphans(storage, arm)
+        if not spec.arms[arm].is_pbt:  # a PBT arm has no Optuna study
+            close_orphans(storage, arm)
+    for arm in spec.pbt_arms():  # none left by now; a study never ends with checkpoints
+        remove_checkpoints(study_dir / PBT_EXPERIMENTS / arm)
     state = read_state(study_dir)
     state["finished"] = True
     write_state(study_dir, state)
+
+
+def _trainable(job: TrialJob, cpus: float):
+    return tune.with_resources(tune.with_parameters(train_trial, job=job), {"cpu": cpus})
+
+
+def _restored(experiment_dir: Path, trainable) -> tune.Tuner | None:
+    """The Tuner of an experiment that a driver started before (None: none yet)."""
+    if not tune.Tuner.can_restore(str(experiment_dir)):
+        return None
+    check_snapshot(experiment_dir)
+    # Tune reads the old run's results first and warns of the trials that were running at the kill and had sent
+    # none (buffered); their own files say where they stand, and they run on below.
+    with _quiet(_RESTORE_ANALYSIS_LOGGER):
+        return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+
+
+def _run_population(job: TrialJob, arm: str, progress: StudyProgress) -> None:
+    """Train a PBT arm's population in its own Tuner (``ray_pbt/<arm>/``), unless its search is done; then write
+    its schedule and remove its checkpoints (only then: a driver killed earlier resumes from them)."""
+    study_dir, spec = Path(job.study_dir), job.spec
+    if read_state(study_dir)["phases"][SEARCH].get(arm) == PHASE_DONE:
+        return
+    progress.start_phase(SEARCH, arm, spec.arms[arm].budget, spec.arms[arm].budget)
+    experiment_dir = study_dir / PBT_EXPERIMENTS / arm
+    trainable = _trainable(job, _member_cpus(spec))
+    _buffer_results(spec, population=True)
+    tuner = _restored(experiment_dir, trainable) or _new_population(study_dir, spec, arm, trainable)
+    _finish(job, tuner.fit(), [(SEARCH, arm)])
+    write_schedule(spec, study_dir, arm)
+    remove_checkpoints(experiment_dir)
+    progress.end_phase(SEARCH, arm)
+
+
+def _member_cpus(spec: StudySpec) -> float:
+    """The CPUs a PBT member reserves: its threads, or more so that at most ``max_concurrent`` members run at once
+    on the largest node. (Tune's ``max_concurrent_trials`` would hold back the creation of members, and a
+    synchronous population needs every member created.)"""
+    largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=spec.cpus_per_trial)
+    return max(float(spec.cpus_per_trial), largest / spec.max_concurrent)
 
 
 @contextmanager
@@ -197,12 +241,13 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _buffer_results(spec: StudySpec) -> None:
+def _buffer_results(spec: StudySpec, population: bool = False) -> None:
     """Let a trial report several epochs per round trip to the driver. Tune's function trainable blocks at each
     ``tune.report`` until the driver has taken the result and asked for the next one; with two trials and the
     driver sharing 2 cores, that wait cost a trial ~11% of its time. Trials keep writing every epoch to their own
-    files, so buffering loses nothing on a kill. ASHA must see every epoch as it comes: no buffering then."""
-    if spec.asha is None:
+    files, so buffering loses nothing on a kill. ASHA and PBT (``population``) must see every epoch as it comes:
+    no buffering then."""
+    if spec.asha is None and not population:
         os.environ["TUNE_RESULT_BUFFER_LENGTH"] = str(spec.epochs)
         os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = str(RESULT_BUFFER_S)
     else:  # unset: Tune warns about any buffer length set alongside a scheduler that cannot take buffering
@@ -219,6 +264,17 @@ def _plain_trial_actors() -> None:
     class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
+def _run_config(storage_path: Path, name: str, **options) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(storage_path),
+        failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
+        callbacks=[ProgressCallback()],
+        verbose=0,
+        **options,
+    )
+
+
 def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tuner:
     tune_config = tune.TuneConfig(
         search_alg=StudySearch(spec, study_dir, storage),
@@ -228,20 +284,28 @@ def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tun
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
     )
-    run_config = tune.RunConfig(
-        name=EXPERIMENT,
-        storage_path=str(study_dir),
-        failure_config=tune.FailureConfig(max_failures=MAX_RETRIES),
-        callbacks=[ProgressCallback()],
-        verbose=0,
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=_run_config(study_dir, EXPERIMENT))
+
+
+def _new_population(study_dir: Path, spec: StudySpec, arm: str, trainable) -> tune.Tuner:
+    """A PBT arm's Tuner: one trial per member (``member``: its index; ``MemberPBT`` gives it its initial
+    params), every Ray checkpoint kept while it runs (see ``study.pbt``)."""
+    tune_config = tune.TuneConfig(
+        scheduler=MemberPBT(spec, arm),
+        num_samples=1,
+        reuse_actors=True,
+        trial_dirname_creator=trial_dirname,
     )
-    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    space = {"phase": SEARCH, "arm": arm, "member": tune.grid_search(list(range(spec.arms[arm].budget)))}
+    keep_all = tune.CheckpointConfig(num_to_keep=None)
+    run_config = _run_config(study_dir / PBT_EXPERIMENTS, arm, checkpoint_config=keep_all)
+    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
-def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
-    """Check that every trial ended, and give a final status to those Ray ended without their trainable saying
-    so: ``error`` (the actor died past its retries; or a trial directory Ray no longer knows) or ``stopped``
-    (ASHA)."""
+def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str]]) -> None:
+    """Check that every trial of a Tuner's ``places`` (phase, arm) ended, and give a final status to those Ray
+    ended without their trainable saying so: ``error`` (the actor died past its retries; or a trial directory
+    Ray no longer knows) or ``stopped`` (ASHA)."""
     study_dir, spec = Path(job.study_dir), job.spec
     if results.num_terminated + results.num_errors < len(results):
         _interrupted(study_dir)
@@ -254,14 +318,14 @@ def _finish(job: TrialJob, results: tune.ResultGrid) -> None:
         else:
             epoch = (result.metrics or {}).get("epoch")
             mark_finished(trial_dir, STOPPED, stopped_reason(epoch))
-    for phase, arm in phase_places(spec):
+    for phase, arm in places:
         for trial in read_trials(study_dir / phase / arm):
             if trial.dir not in known:
                 mark_finished(trial.dir, ERROR, ABANDONED)
     # Ray's results miss the trials a killed driver ran after its last snapshot: count the arms' trials on disk.
-    for arm, arm_spec in spec.arms.items():
+    for arm in {arm for phase, arm in places if phase == SEARCH}:
         ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]
-        if len(ran) < arm_spec.budget:
+        if len(ran) < spec.arms[arm].budget:
             _interrupted(study_dir)
 
 

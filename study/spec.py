@@ -105,10 +105,54 @@ class Confirm(Section):
         return [(fraction, epoch) for epoch, fraction in sorted(found.items())]
 
 
+class MutationFloat(Section):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+
+class MutationInt(Section):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+
+Mutation = Annotated[Union[MutationFloat, MutationInt], Field(discriminator="type")]
+MUTATION_TYPES = ("float", "int")
+
+
+class Pbt(Section):
+    """An arm's population based training (``study.pbt``): its members train the arm's config for the spec's
+    epochs; at every ``perturbation_interval`` epochs the worst ``quantile_fraction`` of the population continue
+    from the state of one of the best, with its mutated keys perturbed (``perturbation_factors``) or, with
+    ``resample_probability``, drawn afresh from their range."""
+
+    perturbation_interval: int = Field(ge=1, le=MAX_EPOCHS)
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    perturbation_factors: list[Annotated[float, Field(gt=0.0, le=100.0)]] = Field([1.2, 0.8], min_length=1,
+                                                                                  max_length=10)
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # the members' initial draws and every perturbation
+    mutations: dict[str, Mutation] = Field(min_length=1, max_length=20)  # flat config key -> its range
+
+
+def as_distribution(mutation: MutationFloat | MutationInt) -> Distribution:
+    """A mutation's range as the search distribution of the same range (for the checks they share)."""
+    kind = FloatDistribution if isinstance(mutation, MutationFloat) else IntDistribution
+    return kind(**mutation.model_dump())
+
+
+OPTUNA, PBT = "optuna", "pbt"  # an arm's search: Optuna's TPE over its space, or population based training
+
+
 class ArmSpec(Section):
-    budget: int = Field(ge=1, le=100_000)
+    budget: int = Field(ge=1, le=100_000)  # Optuna trials, or the population of a PBT arm
+    search: Literal["optuna", "pbt"] = OPTUNA
     config: dict[str, Any] = {}
     space: dict[str, Distribution] = {}
+    pbt: Pbt | None = None  # search pbt only
     # TPE's random start-up trials; null: a third of the budget, at least 2 and at most Optuna's default of 10
     # (with Optuna's default every arm of a budget below 10 would be a pure random search).
     startup_trials: int | None = Field(None, ge=0, le=100_000)
@@ -118,6 +162,10 @@ class ArmSpec(Section):
         if self.startup_trials is not None:
             return self.startup_trials
         return min(TPE_STARTUP, max(2, self.budget // 3))
+
+    @property
+    def is_pbt(self) -> bool:
+        return self.search == PBT
 
 
 class StudySpec(Section):
@@ -151,24 +199,26 @@ class StudySpec(Section):
             _set_flat(data, key, value)
         if seed is not None:
             data["seed"] = seed
-        return add_full_epochs(self, data)
+        return add_full_epochs(self, data, self.arms[arm].pbt)
 
-    def confirm_runs_per_arm(self) -> int:
-        """Upper bound of an arm's confirmation runs (top_k x seeds; fewer when fewer search trials qualify)."""
-        return self.confirm.top_k * len(self.confirm.seeds)
+    def pbt_arms(self) -> list[str]:
+        """The arms searched by population based training, in spec order."""
+        return [label for label, arm in self.arms.items() if arm.is_pbt]
+
+    def confirm_runs_per_arm(self, arm: str) -> int:
+        """Upper bound of an arm's confirmation runs: top_k x seeds (fewer when fewer search trials qualify); a PBT
+        arm confirms its best member's schedule only, once per seed."""
+        return (1 if self.arms[arm].is_pbt else self.confirm.top_k) * len(self.confirm.seeds)
 
     def confirm_runs(self) -> int:
         """Upper bound of the confirmation runs of the whole study."""
-        return len(self.arms) * self.confirm_runs_per_arm()
-
-    def distill_runs_per_arm(self) -> int:
-        """Upper bound of one distilled baseline's runs (one per confirmation run of its source arm)."""
-        return self.confirm_runs_per_arm()
+        return sum(self.confirm_runs_per_arm(arm) for arm in self.arms)
 
     def total_trials(self) -> int:
         from .distill import distilled_arms  # distill reads the spec: imported here, not at the top
 
-        distilled = len(distilled_arms(self)) * self.distill_runs_per_arm()
+        # one distilled run per confirmation run of its source arm
+        distilled = sum(self.confirm_runs_per_arm(source) for _, source, _ in distilled_arms(self))
         return sum(arm.budget for arm in self.arms.values()) + self.confirm_runs() + distilled + ablate_runs_bound(self)
 
 
@@ -235,15 +285,17 @@ def distribution_values(distribution: Distribution) -> list[Any]:
 def _format_error(err: dict) -> str:
     loc = [str(p) for p in err["loc"]]
     # A tagged union puts the distribution type after the space key ('space', 'arm.rho', 'float', 'low'): drop it.
-    loc = [p for i, p in enumerate(loc) if not (p in DISTRIBUTION_TYPES and i >= 2 and loc[i - 2] == "space")]
+    # (likewise a PBT mutation: ('arms', 'pbt', 'pbt', 'mutations', 'arm.rho', 'float', 'low')).
+    loc = [p for i, p in enumerate(loc)
+           if not (p in DISTRIBUTION_TYPES and i >= 2 and loc[i - 2] in ("space", "mutations"))]
     key = ".".join(loc)
+    known = ", ".join(MUTATION_TYPES if len(loc) >= 2 and loc[-2] == "mutations" else DISTRIBUTION_TYPES)
     if err["type"] == "missing":
         return f"{key}: missing"
     if err["type"] == "union_tag_invalid":
-        known = ", ".join(DISTRIBUTION_TYPES)
         return f"{key}.type: unknown distribution type {err['input'].get('type')!r} (known: {known})"
     if err["type"] == "union_tag_not_found":
-        return f"{key}.type: missing (known: {', '.join(DISTRIBUTION_TYPES)})"
+        return f"{key}.type: missing (known: {known})"
     # Everything else reads as a config error does ("<key>: unknown key", "<key>: <message> (got <value>)").
     return format_config_error(dict(err, loc=tuple(loc)))
 

@@ -18,6 +18,7 @@ from .spec import (
     RESERVED_KEYS,
     ArmSpec,
     CategoricalDistribution,
+    as_distribution,
     Distribution,
     SpecError,
     StudySpec,
@@ -72,6 +73,32 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
     for key in flat_keys(arm.config):
         if key in RESERVED_KEYS:
             raise SpecError(f"{where}.config.{key}: set by {RESERVED_KEYS[key]}")
+    space = _check_pbt(spec, label, arm) if arm.is_pbt else _check_space(where, arm)
+    _arm_kind(spec, label)
+    for params in _sample_params(space):
+        try:
+            config = config_from_dict(spec.trial_config(label, params))
+        except ConfigError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise SpecError(f"{where}.{'pbt.mutations' if arm.is_pbt else 'space'}: {exc} (with {shown})") from None
+        if config.seed in spec.confirm.seeds:
+            raise SpecError(
+                f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
+            )
+
+
+def _arm_kind(spec: StudySpec, label: str) -> str:
+    """The arm kind of the arm's config without sampled keys; an invalid config is an error naming the arm."""
+    try:
+        return config_from_dict(spec.trial_config(label, {})).arm.kind
+    except ConfigError as exc:
+        raise SpecError(f"arms.{label}.config: {exc}") from None
+
+
+def _check_space(where: str, arm: ArmSpec) -> dict[str, Distribution]:
+    """An Optuna arm's space: not empty, every distribution sound, conditions without cycles."""
+    if arm.pbt is not None:
+        raise SpecError(f"{where}.pbt: only with search: pbt (this arm's search is {arm.search})")
     if not arm.space:
         raise SpecError(f"{where}.space: empty (an arm needs at least one searched key; its budget buys nothing)")
     for key, dist in arm.space.items():
@@ -80,20 +107,37 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
         sampling_order(arm.space)
     except SpecError as exc:
         raise SpecError(f"{where}.{exc}") from None
-    try:
-        config_from_dict(spec.trial_config(label, {}))
-    except ConfigError as exc:
-        raise SpecError(f"{where}.config: {exc}") from None
-    for params in _sample_params(arm.space):
-        try:
-            config = config_from_dict(spec.trial_config(label, params))
-        except ConfigError as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            raise SpecError(f"{where}.space: {exc} (with {shown})") from None
-        if config.seed in spec.confirm.seeds:
-            raise SpecError(
-                f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
-            )
+    return arm.space
+
+
+def _check_pbt(spec: StudySpec, label: str, arm: ArmSpec) -> dict[str, Distribution]:
+    """A PBT arm: a population of fixed-arm members whose mutated keys a piecewise schedule can replay; returns
+    its mutation ranges as distributions (each bound is then checked against diffctl like a space's)."""
+    from .pbt import MUTABLE_KEYS  # pbt reads the spec: imported here
+
+    where = f"arms.{label}"
+    if arm.space:
+        raise SpecError(f"{where}.space: not used with search: pbt (its ranges are {where}.pbt.mutations)")
+    if arm.pbt is None:
+        raise SpecError(f"{where}.pbt: missing (search: pbt needs its perturbation_interval and mutations)")
+    if arm.startup_trials is not None:
+        raise SpecError(f"{where}.startup_trials: only with search: optuna (TPE's start-up trials)")
+    if arm.budget < 2:
+        raise SpecError(f"{where}.budget: a population needs at least 2 members (got {arm.budget})")
+    if (kind := _arm_kind(spec, label)) != "fixed":
+        raise SpecError(f"{where}.config.arm.kind: a PBT arm's members train kind fixed (got {kind}): PBT itself "
+                        "moves their weights")
+    if arm.pbt.perturbation_interval >= spec.epochs:
+        raise SpecError(f"{where}.pbt.perturbation_interval: {arm.pbt.perturbation_interval} must be below epochs "
+                        f"({spec.epochs}), or no member is ever perturbed")
+    space = {}
+    for key, mutation in arm.pbt.mutations.items():
+        if key not in MUTABLE_KEYS:
+            raise SpecError(f"{where}.pbt.mutations.{key}: not mutable (PBT mutates what a piecewise schedule "
+                            f"replays: {', '.join(MUTABLE_KEYS)})")
+        space[key] = as_distribution(mutation)
+        _check_distribution(f"{where}.pbt.mutations.{key}", key, space[key], space)
+    return space
 
 
 def _check_distribution(where: str, key: str, dist: Distribution, space: dict[str, Distribution]) -> None:

@@ -13,7 +13,8 @@ Why not Ray checkpoints (``tune.report(checkpoint=...)`` / ``tune.get_checkpoint
 driver killed in between leaves a snapshot naming a deleted checkpoint, and ``Tuner.restore`` then fails the
 trial ("Could not recover from checkpoint as it does not exist on storage anymore", reproduced by the kill test
 of tests/test_study.py). Keeping them all costs ~2 MB per epoch and trial. The trial directory already holds
-the newest state, never older than the records beside it.
+the newest state, never older than the records beside it. The members of a population based training are the
+exception (``study.members``): a member continues from another member's state, which only Ray can hand it.
 
 A diverged record ends the trial normally (status ``diverged``, see ``objectives`` for what Optuna is told);
 an exception marks the trial ``error`` with a one-line reason and is re-raised so that Ray records it while
@@ -37,6 +38,7 @@ from diffctl.train import Trainer
 
 from .cluster import this_node
 from .distill import DISTILL, distilled_trial_config
+from .members import MemberCheckpoints
 from .objectives import tune_metrics
 from .spec import StudySpec
 from .trialdir import (
@@ -89,11 +91,44 @@ class TrialJob:
     def trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
         """The diffctl config (as a dict) a trial trains with."""
         seed = None if info.phase == SEARCH else info.seed
-        if info.phase == DISTILL:
-            return distilled_trial_config(self.spec, config, seed)
+        if "arm_config" in config:  # a distilled run, or a confirmation run of a PBT arm's schedule
+            return distilled_trial_config(self.spec, {"source_arm": info.arm, **config}, seed)
         if info.phase == ABLATE:  # the centre's configuration and seed with the option's overrides
             return self.spec.trial_config(config["source_arm"], info.params, seed, config["overrides"])
         return self.spec.trial_config(info.arm, info.params, seed)
+
+    def state_store(self, trial_dir: Path, trial_id: str, config: dict[str, Any]) -> TrainerFile | MemberCheckpoints:
+        """Where the trial keeps its state between epochs and how it reports: a PBT member's Ray checkpoints, or
+        every other trial's own ``trainer.pt``."""
+        if config["phase"] == SEARCH and self.spec.arms[config["arm"]].is_pbt:
+            return MemberCheckpoints(self.spec, trial_dir, trial_id, config["arm"])
+        return TrainerFile(self.spec, trial_dir)
+
+
+class TrainerFile:
+    """The state of a trial between epochs in its own ``trainer.pt`` (every trial but a PBT member)."""
+
+    def __init__(self, spec: StudySpec, trial_dir: Path) -> None:
+        self.spec, self.path = spec, trial_dir / STATE_FILE
+
+    def resume(self, trainer: Trainer, info: TrialInfo, previous: dict[str, Any] | None) -> None:
+        """Continue from the last epoch saved (after a crash or a resume: the trial ran before)."""
+        if previous is not None:
+            info.restarts = previous.get("restarts", 0) + 1
+        if self.path.exists():
+            trainer.load_state_dict(torch.load(self.path, weights_only=True))
+
+    def save(self, trainer: Trainer) -> None:
+        """Before the epoch's records are written: its state (none once the run is finished)."""
+        if not trainer.finished:
+            atomic_torch_save(self.path, trainer.state_dict())
+
+    def end(self) -> None:
+        """The trial's records say all: its state goes (~2 MB less per trial)."""
+        self.path.unlink(missing_ok=True)
+
+    def report(self, record: dict[str, Any], trainer: Trainer | None = None) -> None:
+        tune.report({**record, **tune_metrics(self.spec, record)})
 
 
 def train_trial(config: dict[str, Any], job: TrialJob) -> None:
@@ -109,32 +144,28 @@ def train_trial(config: dict[str, Any], job: TrialJob) -> None:
 
 def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) -> None:
     previous = read_info(trial_dir)
+    store = job.state_store(trial_dir, trial_id, config)
     if previous is not None and previous["status"] in (OK, DIVERGED):
         # It ended before the driver recorded that: report its last record again, leave its files alone.
-        (trial_dir / STATE_FILE).unlink(missing_ok=True)
-        last = read_metrics(trial_dir)[-1]
-        tune.report({**last, **tune_metrics(job.spec, last)})
+        store.end()
+        store.report(read_metrics(trial_dir)[-1])
         return
     info = job.trial_info(trial_id, config)
     earlier_wall = info.wall_time_s = previous["wall_time_s"] if previous else 0.0
-    if previous is not None:  # its worker died, or the driver was killed: it continues from trainer.pt
-        info.restarts = previous.get("restarts", 0) + 1
     info.nodes = [*(previous.get("nodes", []) if previous else []), this_node()]  # this session's node last
     start = time.perf_counter()
     try:
         trial_config = config_from_dict(job.trial_config(info, config))
         info.seed = trial_config.seed
         trainer = Trainer(trial_config)
-        if (trial_dir / STATE_FILE).exists():  # restarted (crash, resume): continue from the last epoch saved
-            trainer.load_state_dict(torch.load(trial_dir / STATE_FILE, weights_only=True))
+        store.resume(trainer, info, previous)  # a trial that ran before continues where its state was saved
         write_config(trial_dir, trial_config)
         write_metrics(trial_dir, trainer.history)
         info.epochs_done = trainer.epoch
         write_info(trial_dir, info)
         while not trainer.finished:
             record = trainer.run_epoch()
-            if not trainer.finished:
-                atomic_torch_save(trial_dir / STATE_FILE, trainer.state_dict())
+            store.save(trainer)
             write_metrics(trial_dir, trainer.history)
             info.status = record["status"] if trainer.finished else RUNNING
             info.reason = record.get("reason")
@@ -142,8 +173,8 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
             info.wall_time_s = earlier_wall + time.perf_counter() - start
             write_info(trial_dir, info)
             if trainer.finished:
-                (trial_dir / STATE_FILE).unlink(missing_ok=True)  # its records say all; ~2 MB less per trial
-            tune.report({**record, **tune_metrics(job.spec, record)})
+                store.end()
+            store.report(record, trainer)
     except Exception as exc:
         info.status, info.reason = ERROR, one_line(exc)
         info.wall_time_s = earlier_wall + time.perf_counter() - start

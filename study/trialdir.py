@@ -66,6 +66,8 @@ class TrialInfo:
     ablate_axis: str | None = None
     ablate_option: str | None = None
     overrides: dict[str, Any] | None = None
+    # PBT members only (study.members): each time the member continued from another member's state
+    exploits: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -76,6 +78,8 @@ class TrialInfo:
             drop |= {"ablate_axis", "ablate_option", "overrides"}
         if self.phase not in (DISTILL, ABLATE):
             drop.add("source_arm")
+        if self.exploits is None:
+            drop.add("exploits")
         return {k: v for k, v in data.items() if k not in drop}
 
 

@@ -100,6 +100,12 @@ def _killed_when(driver: subprocess.Popen, study_dir: Path, phase: str, runs: in
     return hit, finished_trials(study_dir)
 
 
+def killed_in_phase_and_resumed(root: Path, spec: dict, phase: str, runs: int) -> Killed:
+    """Run the study ``spec`` from the command line in ``root``, SIGKILL it once some but not all of the ``runs``
+    trials of ``phase`` have a final status, and resume it to the end."""
+    return killed_in_phases_and_resumed(root, spec, {phase: runs})[phase]
+
+
 def killed_in_phases_and_resumed(root: Path, spec: dict, runs: dict[str, int]) -> dict[str, Killed]:
     """Run the study ``spec`` from the command line in ``root`` and SIGKILL it during each phase of ``runs`` in
     turn (phase -> its trial count), resuming after each kill; the last resume runs to the end."""

@@ -22,6 +22,7 @@ from analysis.stats import VERDICTS, holm
 from diffctl.config import load_config
 from derived_study import AXES, EXPECTED, RUNNING, SEEDS, derived_study
 from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablate_label, read_plan
+from study.trialdir import ABANDONED, ERROR
 from study_kill import assert_nothing_reran
 from tiny_specs import run_diffctl
 
@@ -34,7 +35,9 @@ def study(tmp_path_factory):  # killed once some ablation run is final, not all 
 
 
 def _infos(study_dir: Path, label: str) -> list[tuple[Path, dict]]:
-    return [(p.parent, json.loads(p.read_text())) for p in sorted(study_dir.glob(f"ablate/{label}/*/trial.json"))]
+    """The option's trials, but those a killed driver started after its last snapshot (abandoned, replaced)."""
+    infos = [(p.parent, json.loads(p.read_text())) for p in sorted(study_dir.glob(f"ablate/{label}/*/trial.json"))]
+    return [(d, i) for d, i in infos if not (i["status"] == ERROR and (i["reason"] or "").startswith(ABANDONED))]
 
 
 def test_killed_in_the_ablation_phase_and_resumed_without_rerunning(study):
