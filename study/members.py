@@ -14,7 +14,9 @@ into the PBT experiment (``ray_pbt/<arm>/<trial_id>/checkpoint_*``). A member th
   records up to that epoch, and ``trial.json`` gains ``{"epoch", "source_trial", "before", "after"}`` in
   ``exploits`` (``before``/``after``: its mutated keys' values before and after).
 
-Every report carries ``pbt_score`` (``study.pbt.SCORE``), the record's selection value, larger is better.
+Every report carries ``pbt_score`` (``study.pbt.SCORE``), the record's rank in the population, larger is better:
+its selection value when it meets the constraints, else below every feasible record
+(``study.objectives.ranking_score``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ray import tune
 
 from diffctl.train import Trainer
 
-from .objectives import selection_value, tune_metrics
+from .objectives import ranking_score, tune_metrics
 from .trialdir import STATE_FILE, TrialInfo
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 STAGING_DIR = ".checkpoint"  # where a member writes a checkpoint before Tune copies it into the experiment
 MEMBER_FILE = "member.json"
-SCORE = "pbt_score"  # what a member reports for the ranking: the selection value, larger is better
+SCORE = "pbt_score"  # what a member reports for the ranking (ranking_score), larger is better
 
 
 class MemberCheckpoints:
@@ -74,7 +76,7 @@ class MemberCheckpoints:
 
     def report(self, record: dict[str, Any], trainer: Trainer | None = None) -> None:
         """Report the record with its score; at a perturbation epoch, with a checkpoint of ``trainer``."""
-        metrics = {**record, **tune_metrics(self.spec, record), SCORE: selection_value(self.spec, record)}
+        metrics = {**record, **tune_metrics(self.spec, record), SCORE: ranking_score(self.spec, record)}
         if trainer is None or trainer.finished or trainer.epoch % self.interval:
             tune.report(metrics)
             return

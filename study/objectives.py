@@ -123,6 +123,19 @@ def selection_value(spec: StudySpec, record: dict[str, Any]) -> float:
     return value if spec.selection.mode == "max" else -value
 
 
+INFEASIBLE_RANK = -1e6  # below any selection value a trial can report: every infeasible record ranks lower
+
+
+def ranking_score(spec: StudySpec, record: dict[str, Any]) -> float:
+    """A record's rank in a population (larger is better): its selection value when it meets the constraints;
+    otherwise below every feasible record, ordered by how far it misses them (the sum of the violations). A
+    member that gave up a constraint for a better selection metric (reconstruction for ranking, say) is never
+    preferred to one that kept it."""
+    if is_feasible(spec, record):
+        return selection_value(spec, record)
+    return INFEASIBLE_RANK - sum(max(v, 0.0) for v in constraint_values(spec, record).values())
+
+
 def confirmation_sources(spec: StudySpec, trials: list[TrialSummary],
                          top_k: int | None = None) -> list[tuple[TrialSummary, bool]]:
     """The ``top_k`` (default: the spec's ``confirm.top_k``) search trials of an arm by the selection rule, among feasible trials that ran every epoch;

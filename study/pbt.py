@@ -3,8 +3,8 @@
 An arm with ``search: pbt`` trains a population of ``budget`` members of its fixed-arm config for the spec's
 epochs (population x epochs trial-epochs: the budget x epochs of an Optuna arm). Each member starts from its own
 draw of the mutated keys (``pbt.mutations``, drawn with ``pbt.seed``). At every ``perturbation_interval`` epochs
-the whole population is ranked on the spec's selection metric (synchronously: a member waits until every member
-has reached that epoch), and each member of the worst ``quantile_fraction`` continues from the state of one of
+the whole population is ranked on the spec's selection metric, feasible members first
+(``study.objectives.ranking_score``; synchronously: a member waits until every member has reached that epoch), and each member of the worst ``quantile_fraction`` continues from the state of one of
 the best (model, optimiser, generator and records: ``Trainer.state_dict()``) with that member's values of the
 mutated keys perturbed or, with ``resample_probability``, drawn afresh from their range (clipped to it). Members
 are the arm's search trials (``search/<arm>/<trial_id>/``); the worker side is ``study.members``.

@@ -8,6 +8,7 @@ import pytest
 from diffctl.config import config_from_dict
 from diffctl.errors import InputError
 from study.objectives import (
+    ranking_score,
     WORST,
     constraint_values,
     is_feasible,
@@ -65,3 +66,16 @@ def test_record_fields_come_from_a_real_epoch():
     assert fixed["epoch"] == 1 and fixed["status"] == "ok"
     # Only an arm that moves rho records the reconstruction at its own rho.
     assert "val_exact_match_at_rho_A" in scheduled and "val_exact_match_at_rho_A" not in fixed
+
+
+def test_a_population_ranks_feasible_members_first_then_by_how_far_the_others_miss():
+    spec = spec_from_dict(spec_variant(constraints=["val_exact_match_A >= 0.9", "val_exact_match_B >= 0.9"]))
+    keeps = {"status": "ok", "triplet_r_A": 0.60, "val_exact_match_A": 0.95, "val_exact_match_B": 0.99}
+    better = dict(keeps, triplet_r_A=0.65)
+    gave_up = dict(keeps, triplet_r_A=0.80, val_exact_match_A=0.30)  # ranking bought with reconstruction
+    nearly = dict(gave_up, val_exact_match_A=0.85)
+    diverged = dict(keeps, status="diverged", triplet_r_A=None)
+    scores = [ranking_score(spec, r) for r in (better, keeps, nearly, gave_up, diverged)]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 5
+    assert scores[:2] == [0.65, 0.60]  # a feasible member's score is its selection value
+    assert scores[2] == pytest.approx(-1e6 - 0.05) and scores[3] == pytest.approx(-1e6 - 0.6)
