@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from diffctl.config import load_config
-from study.pbt import SCHEDULE_FILE
+from study.trialdir import SCHEDULE_FILE
 
 from .load import StudyTables, _read_info
 

@@ -43,11 +43,10 @@ from diffctl.files import atomic_write_text
 from .members import SCORE, STAGING_DIR
 from .objectives import confirmation_sources
 from .spec import MutationFloat, MutationInt, StudySpec
-from .trialdir import CONFIRM, OK, SEARCH, TrialSummary, read_metrics, read_trials
+from .trialdir import CONFIRM, OK, SCHEDULE_FILE, SEARCH, TrialSummary, read_metrics, read_trials
 
 MUTABLE_KEYS = (*(f"arm.{key}" for key in CONTROL_KEYS), "optim.lr")  # what a piecewise schedule replays
 EXPERIMENTS = "ray_pbt"  # <study>/ray_pbt/<arm>/: the Tune experiment of each PBT arm
-SCHEDULE_FILE = "schedule.yaml"  # search/<arm>/schedule.yaml: the best member's schedule as a diffctl config
 CHECKPOINT_GLOB = "checkpoint_*"  # Tune's name for a reported checkpoint in a trial's experiment directory
 
 

@@ -19,6 +19,7 @@ from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
 STATE_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
 LOCK_FILE = ".lock"  # held (flock) by the process training the trial
+SCHEDULE_FILE = "schedule.yaml"  # search/<arm>/schedule.yaml: a PBT arm's best member's schedule (study.pbt)
 RUNNING, OK, DIVERGED, ERROR, STOPPED = "running", "ok", "diverged", "error", "stopped"
 FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 # The reason given to a trial that a killed driver started after its last experiment snapshot: the resumed

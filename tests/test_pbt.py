@@ -22,7 +22,8 @@ from diffctl.cli import main
 from diffctl.config import load_config
 from diffctl.errors import InputError
 from diffctl.files import read_jsonl
-from study.pbt import SCHEDULE_FILE, initial_params
+from study.pbt import initial_params
+from study.trialdir import SCHEDULE_FILE
 from study.spec import load_spec
 from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec
