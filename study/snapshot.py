@@ -16,9 +16,6 @@ a local or shared POSIX filesystem — the storage this project supports; other 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +23,7 @@ import pyarrow.fs
 from ray.train._internal import storage as ray_storage
 
 from diffctl.errors import InputError
+from diffctl.files import atomic_write_bytes
 
 STATE_GLOB = "experiment_state-*.json"
 
@@ -38,14 +36,7 @@ def upload_atomically(local_path: str, fs: pyarrow.fs.FileSystem, fs_path: str, 
     for path in files:
         target = Path(fs_path) if source.is_file() else Path(fs_path) / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, path.read_bytes())
 
 
 def _sync_up_command(original: Callable) -> Callable:

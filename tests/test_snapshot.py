@@ -44,11 +44,10 @@ def test_a_copy_that_fails_midway_leaves_the_old_snapshot_whole(tmp_path, monkey
     experiment.mkdir()
     (experiment / "experiment_state-2026.json").write_text('{"trial_data": []}')
 
-    def torn(src, dst):
-        Path(dst).write_text('{"trial_d')  # a partial write, then the process dies
+    def torn(src, dst):  # the temporary file written, then the process dies before the rename
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("study.snapshot.shutil.copyfile", torn)
+    monkeypatch.setattr("diffctl.files.os.replace", torn)
     with pytest.raises(KeyboardInterrupt):
         upload_atomically(str(staging), pyarrow.fs.LocalFileSystem(), str(experiment))
     assert (experiment / "experiment_state-2026.json").read_text() == '{"trial_data": []}'
