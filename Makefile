@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SPEC ?= study/specs/quick.yaml
+# make test runs the suite on TEST_WORKERS pytest-xdist workers; tests/conftest.py keeps each module, and each study
+# that several modules share, on one worker.
+TEST_WORKERS ?= 2
 NAME ?= $(basename $(notdir $(SPEC)))-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: install test study bench clean
@@ -18,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 study: install
 	$(BIN)/diffctl study run $(SPEC) --name $(NAME)

@@ -4,7 +4,8 @@ Every epoch it saves ``Trainer.state_dict()`` to ``trainer.pt`` and rewrites ``m
 ``trial.json``, all atomically, in the trial directory (``config.yaml`` once), then calls
 ``tune.report(record + told objectives)``. A trial Ray restarts (after a crash or ``study resume``) continues
 from ``trainer.pt``, so its records are the ones an uninterrupted run would have written; one whose
-``trial.json`` is already final reports its last record again and trains nothing. ``trainer.pt`` is removed
+``trial.json`` is already final, or whose ``trainer.pt`` holds its last epoch (a kill just before ``trial.json``
+said so), reports its last record again and trains nothing. ``trainer.pt`` is removed
 when the trial ends. The torch thread count is the spec's ``cpus_per_trial`` (the CPUs Ray reserves for the
 trial), pinned by the Trainer.
 
@@ -119,9 +120,9 @@ class TrainerFile:
             trainer.load_state_dict(torch.load(self.path, weights_only=True))
 
     def save(self, trainer: Trainer) -> None:
-        """Before the epoch's records are written: its state (none once the run is finished)."""
-        if not trainer.finished:
-            atomic_torch_save(self.path, trainer.state_dict())
+        """Before the epoch's records are written: its state, the last epoch's too (a driver killed between that
+        epoch's records and its final ``trial.json`` must not have it trained again); :meth:`end` removes it."""
+        atomic_torch_save(self.path, trainer.state_dict())
 
     def end(self) -> None:
         """The trial's records say all: its state goes (~2 MB less per trial)."""
@@ -163,10 +164,8 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
         write_metrics(trial_dir, trainer.history)
         info.epochs_done = trainer.epoch
         write_info(trial_dir, info)
-        while not trainer.finished:
-            record = trainer.run_epoch()
-            store.save(trainer)
-            write_metrics(trial_dir, trainer.history)
+
+        def epoch_ended(record: dict[str, Any]) -> None:
             info.status = record["status"] if trainer.finished else RUNNING
             info.reason = record.get("reason")
             info.epochs_done = trainer.epoch
@@ -175,6 +174,14 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
             if trainer.finished:
                 store.end()
             store.report(record, trainer)
+
+        if trainer.finished and trainer.history:  # its last epoch was saved and written, trial.json not yet final
+            epoch_ended(trainer.history[-1])
+        while not trainer.finished:
+            record = trainer.run_epoch()
+            store.save(trainer)
+            write_metrics(trial_dir, trainer.history)
+            epoch_ended(record)
     except Exception as exc:
         info.status, info.reason = ERROR, one_line(exc)
         info.wall_time_s = earlier_wall + time.perf_counter() - start
