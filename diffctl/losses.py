@@ -29,7 +29,7 @@ def reconstruction_ce(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per element, same shape as ``mu``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    return (mu.pow(2) + logvar.exp() - 1.0 - logvar).mul(0.5)
 
 
 def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.5) -> torch.Tensor:

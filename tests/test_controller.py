@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from diffctl.arms import StepInputs
-from diffctl.arms.controller import BOUNDS, OUTPUT_NAMES, ControllerArm, ControllerOptions, first_controlled_epoch
+from diffctl.arms.controller import (
+    BOUNDS,
+    OUTPUT_NAMES,
+    ControllerArm,
+    ControllerNet,
+    ControllerOptions,
+    first_controlled_epoch,
+)
+from diffctl.arms.lookahead import _OuterObjective
 from diffctl.config import ConfigError, load_config
 from diffctl.gradcheck import output_gradients
 from diffctl.train import Trainer, loss_terms, train
@@ -156,6 +164,45 @@ def test_lookahead_trains_the_controller_only_through_the_outer_objective(traine
     assert torch.allclose(applied, expected, rtol=1e-4, atol=1e-9)
     assert not torch.allclose(applied, same_loss, rtol=0.1)
     assert all(torch.equal(a, b) for a, b in zip(model_applied, weighted))
+
+
+def test_outer_objective_is_one_plain_sgd_step_per_parameter_bit_for_bit(trainer):
+    # the virtual parameters come from two fused list operations: the same arithmetic as p - lr * g
+    torch.manual_seed(3)
+    arm = make_arm(trainer, objective="lookahead", regularizer="log_barrier")
+    _, _, total = step(trainer, arm, seed=5)
+    before = trainer.generator.get_state()
+    outer, grads = arm.outer(total, trainer.context)
+    trainer.generator.set_state(before)  # the outer batch and the outer loss's draws again
+    names, params = zip(*trainer.model.named_parameters())
+    plain = torch.autograd.grad(total, params, create_graph=True)
+    virtual = {f"model.{n}": p.detach() - arm.virtual_lr() * g for n, p, g in zip(names, params, plain)}
+    x, index = trainer.context.draw_batch()
+    expected = torch.func.functional_call(_OuterObjective(trainer.context, arm.outer_weights), virtual, (x, index))
+    assert torch.equal(outer, expected)
+    assert all(torch.equal(a, b) for a, b in zip(grads, plain))
+    got, want = (torch.autograd.grad(value, arm.net.theta, retain_graph=True)[0] for value in (outer, expected))
+    assert float(got.abs().sum()) > 0 and torch.equal(got, want)
+
+
+def test_controller_net_reuses_views_without_grad_only_while_theta_keeps_its_storage():
+    torch.manual_seed(0)
+    net, x = ControllerNet(8, 16, 5), torch.randn(3, 8)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            plain = net(x)
+        return plain, net(x).detach()  # grad mode: fresh views every call
+
+    first, fresh = both()
+    assert torch.equal(first, fresh)
+    with torch.no_grad():
+        net.theta.mul_(0.5)  # as the optimiser updates it: in place
+    halved, fresh = both()
+    assert not torch.equal(halved, first) and torch.equal(halved, fresh)
+    net.theta.data = net.theta.data * 3  # new storage: the kept views would read the old one
+    tripled, fresh = both()
+    assert not torch.equal(tripled, halved) and torch.equal(tripled, fresh)
 
 
 def test_hypergradient_moves_the_model_lr_within_its_bounds(trainer):

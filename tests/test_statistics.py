@@ -11,6 +11,8 @@ from diffctl.arms.statistics import (
     ENCODER_STATS,
     REGISTRY,
     RunningNormaliser,
+    StatPlan,
+    StatView,
     check_stats,
     decoded_quantities,
     encoder_view,
@@ -54,6 +56,41 @@ def test_per_sample_statistics_average_to_the_batch_values_of_the_losses():
     assert float(batch[0, 1]) == float(batch_ce[0] / batch_ce[1])  # ratio of the batch means
     assert math.isclose(float(batch[0, 2]), float(encoding.mu[1].var(0, unbiased=False).mean()), rel_tol=1e-5)
     assert float(per_sample[:, 3].std()) == 0.0  # the ranking loss is batch-level: broadcast
+
+
+def _one_at_a_time(names, view: StatView, per_sample: bool) -> torch.Tensor:
+    """The statistics as the registry defines them, a column at a time (the reference for StatPlan)."""
+    if not per_sample:
+        fields = [None if t is None else t.mean(-1, keepdim=True) for t in (view.kl, view.var, view.code_gap)]
+        decoded = [t.mean(-1, keepdim=True) for t in (view.ce, view.ent)]
+        view = StatView(1, *fields, view.rank, *decoded)
+    return torch.stack([REGISTRY[name].column(view).reshape(-1).expand(view.rows) for name in names], -1)
+
+
+def test_stat_plan_gives_each_statistic_as_defined_bit_for_bit():
+    x, index, encoding, logits = _batch()
+    everything = tuple(REGISTRY)
+    per_sample = encoder_view(encoding, index, everything)
+    per_sample.ce, per_sample.ent = decoded_quantities(logits, x)
+    previous = encoder_view(encoding, index, everything)  # the previous step's values: one column, broadcast
+    previous.ce, previous.ent = torch.tensor([[2.5, 1.25], [0.75, 0.5]]).unsqueeze(-1).unbind(0)
+    shuffled = tuple(everything[i] for i in torch.randperm(len(everything), generator=torch.Generator().manual_seed(1)))
+    selections = [everything, everything[::-1], shuffled, DEFAULT_STATS, ENCODER_STATS, ("rank",), ("H_gap",),
+                  ("CE_ratio", "KL_B"), ("code_gap", "H_gap", "var_A")]  # fmt: skip
+    for view in (per_sample, previous):
+        for names in selections:
+            for sample in (True, False):
+                got = StatPlan(names).matrix(view, sample)
+                expected = _one_at_a_time(names, view, sample)
+                assert got.shape == expected.shape == ((48 if sample else 1), len(names))
+                assert torch.equal(got, expected), (names, sample)
+    # the gradient of statistics that are not detached reaches the encodings as through the reference
+    mu = encoding.mu.clone().requires_grad_()
+    view = encoder_view(type(encoding)(mu, encoding.logvar), index, everything)
+    view.ce, view.ent = per_sample.ce, per_sample.ent
+    got = torch.autograd.grad(StatPlan(everything).matrix(view, True).sum(), mu, retain_graph=True)[0]
+    want = torch.autograd.grad(_one_at_a_time(everything, view, True).sum(), mu)[0]
+    assert float(got.abs().sum()) > 0 and torch.allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
 def test_normaliser_compresses_scales_and_restores_from_its_state():

@@ -47,16 +47,16 @@ from ..schema import Section
 from .base import WEIGHT_NAMES, Arm, Control, StepContext, StepInputs, floor_threshold
 from .fixed import FixedOptions
 from .hypergradient import HypergradientLR
-from .lookahead import is_lookahead_step, outer_control, outer_objective
+from .lookahead import OuterObjective, is_lookahead_step, outer_control
 from .statistics import (
     RunningNormaliser,
+    StatPlan,
     StatsSource,
     check_stats,
     decoded_quantities,
     default_stats,
     encoder_view,
     needs_decoder,
-    stat_matrix,
 )
 
 OUTPUT_NAMES = ("rho", *WEIGHT_NAMES)
@@ -94,6 +94,16 @@ BOUNDS = {
 }
 
 
+@dataclass
+class _Latest:
+    """The last step's control, its rho and its weights as one vector: kept on a plain object, which a step
+    assigns to for nothing, where an ``nn.Module`` attribute goes through its parameter and buffer registries."""
+
+    control: Control | None = None
+    rho: torch.Tensor | None = None
+    w: torch.Tensor | None = None
+
+
 class ControllerNet(nn.Module):
     """The seed's MLP (n -> hidden, LayerNorm, ReLU -> hidden, ReLU -> outputs), its weights in one flat parameter.
 
@@ -112,9 +122,23 @@ class ControllerNet(nn.Module):
         self.shapes = [p.shape for p in params]
         self.sizes = [p.numel() for p in params]
         self.theta = nn.Parameter(parameters_to_vector(params).detach())
+        self._plain_views: tuple[tuple[int, torch.dtype], list[torch.Tensor]] | None = None
 
     def tensors(self) -> list[torch.Tensor]:
-        """Views of ``theta``: w1, b1, LayerNorm weight and bias, w2, b2, w3, b3."""
+        """Views of ``theta``: w1, b1, LayerNorm weight and bias, w2, b2, w3, b3.
+
+        Outside grad mode (the steps between lookahead updates, evaluation) the views of the last such call are
+        reused while ``theta`` keeps its storage: they carry no graph and alias its data, so they see every
+        in-place update of the optimiser, and making them costs a controller step more than the MLP itself.
+        """
+        if torch.is_grad_enabled():
+            return self._views()
+        key = (self.theta.data_ptr(), self.theta.dtype)
+        if self._plain_views is None or self._plain_views[0] != key:
+            self._plain_views = key, self._views()
+        return self._plain_views[1]
+
+    def _views(self) -> list[torch.Tensor]:
         return [t.view(shape) for t, shape in zip(self.theta.split(self.sizes), self.shapes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,6 +239,8 @@ class ControllerArm(Arm):
     def __init__(self, options: ControllerOptions, latent_dim: int) -> None:
         super().__init__(options, latent_dim)
         self.stat_names = tuple(options.stats) if options.stats else default_stats(options.stats_source)
+        self.stat_plan = StatPlan(self.stat_names)
+        self._needs_decoder = needs_decoder(self.stat_names)
         self.rho_width = latent_dim if options.rho_granularity == "latent" else 1
         self.normaliser = RunningNormaliser(len(self.stat_names))
         self.net = ControllerNet(len(self.stat_names), options.hidden, self.rho_width + len(WEIGHT_NAMES))
@@ -236,7 +262,8 @@ class ControllerArm(Arm):
             else None
         )
         self._model_lr = 0.0
-        self._last_control: Control | None = None
+        self._latest = _Latest()
+        self._outer: OuterObjective | None = None  # the lookahead's outer objective, made for the first context met
         self._reset_instruments()
 
     def _init_at_defaults(self) -> None:
@@ -257,17 +284,17 @@ class ControllerArm(Arm):
         o = self.options
         detach = o.detach_stats or o.objective == "lookahead"
         encoding = inputs.encoding
-        if detach:
+        if detach and torch.is_grad_enabled():  # without grad mode nothing joins a graph anyway
             encoding = Encoding(encoding.mu.detach(), encoding.logvar.detach())
         view = encoder_view(encoding, inputs.index, self.stat_names)
-        if needs_decoder(self.stat_names):
+        if self._needs_decoder:
             if o.stats_source == "previous" and bool(self.has_previous):
                 view.ce, view.ent = self.previous_decoded.unsqueeze(-1).unbind(0)
             else:
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
                     logits = torch.stack(inputs.context.model.decode(encoding.mu))
                     view.ce, view.ent = decoded_quantities(logits, inputs.x)
-        return stat_matrix(self.stat_names, view, o.rho_granularity == "sample")
+        return self.stat_plan.matrix(view, o.rho_granularity == "sample")
 
     def outputs(self, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The bounded outputs for raw statistics: rho ((), (B, 1) or (1, latent)) and the weights (4,)."""
@@ -279,7 +306,7 @@ class ControllerArm(Arm):
             rho_raw, w_raw = raw[:, :r], raw[0, r:]
         else:
             rho_raw, w_raw = raw[0, 0], raw[0, 1:]
-        rho = BOUNDS["rho"].lower + BOUNDS["rho"].scale * torch.sigmoid(rho_raw)
+        rho = torch.sigmoid(rho_raw).mul(BOUNDS["rho"].scale).add(BOUNDS["rho"].lower)  # lower + scale * sigmoid
         return rho, self._w_lower + self._w_scale * F.softplus(w_raw)
 
     def _warmed(self, rho: torch.Tensor, w: torch.Tensor, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,8 +336,9 @@ class ControllerArm(Arm):
         with torch.set_grad_enabled(torch.is_grad_enabled() and learns):  # between lookahead steps: no graph
             rho, w = self._warmed(*self.outputs(self.statistics(inputs)), inputs)
             w, penalty = self._regularised(w)
-        self._last_control = Control(rho, *w.unbind(), penalty=penalty)
-        return self._last_control
+        latest = self._latest
+        latest.control, latest.rho, latest.w = Control(rho, *w.unbind(), penalty=penalty), rho, w
+        return latest.control
 
     # --- learning and bookkeeping --------------------------------------------------------------------------
     def start_epoch(self, epoch, history, optimizer) -> None:
@@ -333,26 +361,35 @@ class ControllerArm(Arm):
 
     def outer(self, total: torch.Tensor, context: StepContext) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The lookahead's outer objective after a virtual step on ``total`` (see ``lookahead.py``)."""
-        return outer_objective(total, context, self.virtual_lr(), self.outer_weights)
+        return self._outer_for(context)(total, self.virtual_lr())
+
+    def _outer_for(self, context: StepContext) -> OuterObjective:
+        """The outer objective of ``context``'s model, made when first needed."""
+        if self._outer is None or self._outer.context is not context:
+            self._outer = OuterObjective(context, self.outer_weights)
+        return self._outer
 
     def backward(self, total: torch.Tensor, inputs: StepInputs) -> None:
-        control = self._last_control
+        control = self._latest.control
         controlled = control.rho.requires_grad or control.w_recon.requires_grad
         if self.options.objective == "lookahead" and controlled:
             outer, model_grads = self.outer(total, inputs.context)
             objective = outer if control.penalty is None else outer + control.penalty
             (self.net.theta.grad,) = torch.autograd.grad(objective, [self.net.theta])
-            for p, g in zip(inputs.context.model.parameters(), model_grads):
+            for p, g in zip(self._outer_for(inputs.context).params, model_grads):
                 p.grad = g.detach()
         else:
             total.backward()
         if self.net.theta.grad is not None:
-            self._grad_norm_sum += self.net.theta.grad.norm().double()
+            self._grad_norm_sum.add_(self.net.theta.grad.norm().double())
 
     @torch.no_grad()
     def after_step(self, terms, control, optimizer) -> None:
-        weights = [getattr(control, name) for name in WEIGHT_NAMES]
-        self._step_values.append(torch.stack([control.rho.mean(), *weights]))
+        latest = self._latest
+        if control is latest.control:  # the weights as one vector, as control() made them
+            self._step_values.append(torch.cat((latest.rho.mean().reshape(1), latest.w)))
+        else:
+            self._step_values.append(torch.stack([control.rho.mean(), *control.weights().values()]))
         self.previous_decoded.copy_(torch.stack((terms.ce, terms.entropy)))
         self.has_previous.fill_(True)
         if self.hypergradient is not None:

@@ -32,7 +32,7 @@ momentum 0.01. They are buffers: deterministic, saved in the arm's state dict, u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -60,45 +60,66 @@ class StatView:
     ent: torch.Tensor | None
 
     def batch_mean(self) -> "StatView":
+        """The view with every per-sample field averaged over the batch (a field of one column is already its
+        mean, and stays as it is: the mean of one value is that value)."""
+
         def mean(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.mean(-1, keepdim=True)
+            return t if t is None or t.shape[-1:] == (1,) else t.mean(-1, keepdim=True)
 
         return StatView(1, mean(self.kl), mean(self.var), mean(self.code_gap), self.rank, mean(self.ce), mean(self.ent))
 
 
+Field = Literal["kl", "var", "code_gap", "rank", "ce", "ent"]
+FIELDS: tuple[Field, ...] = ("kl", "var", "code_gap", "rank", "ce", "ent")
+PAIRED = frozenset({"kl", "var", "ce", "ent"})  # fields with a row per VAE (A, B); the others have one
+RATIO_FLOOR = 1e-6  # the denominator of a ratio statistic is clamped from below at this
+
+
 @dataclass(frozen=True)
 class Statistic:
-    """One registered statistic: the view field it reads (``needs``) and how to read its column."""
+    """One registered statistic: the view field it reads (``needs``) and how it reads it (``read``).
+
+    ``read``: ``A`` or ``B`` (that VAE's row of a paired field), ``value`` (a field of one row), ``gap``
+    (|A - B|) or ``ratio`` (A / max(B, RATIO_FLOOR)).
+    """
 
     name: str
-    needs: Literal["kl", "var", "code_gap", "rank", "ce", "ent"]
-    column: Callable[[StatView], torch.Tensor]
+    needs: Field
+    read: Literal["A", "B", "value", "gap", "ratio"]
     meaning: str
 
     @property
     def decoder_side(self) -> bool:
         return self.needs in ("ce", "ent")
 
-
-def _ratio(view: StatView) -> torch.Tensor:
-    return view.ce[0] / view.ce[1].clamp_min(1e-6)
+    def column(self, view: StatView) -> torch.Tensor:
+        """This statistic alone, from ``view``: (rows,), (1,) or () (the definition :class:`StatPlan` computes
+        for several statistics at once)."""
+        field = getattr(view, self.needs)
+        if self.read == "value":
+            return field
+        if self.read in ("A", "B"):
+            return field["AB".index(self.read)]
+        if self.read == "gap":
+            return (field[0] - field[1]).abs()
+        return field[0] / field[1].clamp_min(RATIO_FLOOR)
 
 
 REGISTRY: dict[str, Statistic] = {
     s.name: s
     for s in (
-        Statistic("H_A", "ent", lambda v: v.ent[0], "mean per-position decoder entropy of VAE-A"),
-        Statistic("H_B", "ent", lambda v: v.ent[1], "mean per-position decoder entropy of VAE-B"),
-        Statistic("H_gap", "ent", lambda v: (v.ent[0] - v.ent[1]).abs(), "entropy alignment |H_A - H_B|"),
-        Statistic("CE_A", "ce", lambda v: v.ce[0], "reconstruction cross-entropy of VAE-A"),
-        Statistic("CE_B", "ce", lambda v: v.ce[1], "reconstruction cross-entropy of VAE-B"),
-        Statistic("CE_ratio", "ce", _ratio, "CE_A / CE_B"),
-        Statistic("KL_A", "kl", lambda v: v.kl[0], "true Gaussian KL of VAE-A (no free-bits floor)"),
-        Statistic("KL_B", "kl", lambda v: v.kl[1], "true Gaussian KL of VAE-B (no free-bits floor)"),
-        Statistic("var_A", "var", lambda v: v.var[0], "latent variance of mu_A over the batch"),
-        Statistic("var_B", "var", lambda v: v.var[1], "latent variance of mu_B over the batch"),
-        Statistic("code_gap", "code_gap", lambda v: v.code_gap, "mean squared distance |mu_A - mu_B|^2 / latent"),
-        Statistic("rank", "rank", lambda v: v.rank, "3-adic ranking loss of mu, A + B, on fixed batch triples"),
+        Statistic("H_A", "ent", "A", "mean per-position decoder entropy of VAE-A"),
+        Statistic("H_B", "ent", "B", "mean per-position decoder entropy of VAE-B"),
+        Statistic("H_gap", "ent", "gap", "entropy alignment |H_A - H_B|"),
+        Statistic("CE_A", "ce", "A", "reconstruction cross-entropy of VAE-A"),
+        Statistic("CE_B", "ce", "B", "reconstruction cross-entropy of VAE-B"),
+        Statistic("CE_ratio", "ce", "ratio", "CE_A / CE_B"),
+        Statistic("KL_A", "kl", "A", "true Gaussian KL of VAE-A (no free-bits floor)"),
+        Statistic("KL_B", "kl", "B", "true Gaussian KL of VAE-B (no free-bits floor)"),
+        Statistic("var_A", "var", "A", "latent variance of mu_A over the batch"),
+        Statistic("var_B", "var", "B", "latent variance of mu_B over the batch"),
+        Statistic("code_gap", "code_gap", "value", "mean squared distance |mu_A - mu_B|^2 / latent"),
+        Statistic("rank", "rank", "value", "3-adic ranking loss of mu, A + B, on fixed batch triples"),
     )
 }
 
@@ -158,12 +179,61 @@ def decoded_quantities(logits: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
     return reconstruction_ce(per_sample, x.unsqueeze(-2)), decoder_entropy(per_sample)
 
 
+class StatPlan:
+    """The statistics ``names`` as a matrix, read from a :class:`StatView` in a fixed handful of tensor ops.
+
+    The fields the statistics need are laid side by side as the columns of one (rows, K) base matrix (a paired
+    field gives two, A then B; a batch-level field is broadcast over the rows); the statistics that read a row
+    are one ``index_select`` of it, every gap one subtraction and every ratio one division, and a last
+    ``index_select`` puts the columns in the order of ``names``. The values are those of
+    :meth:`Statistic.column`, bit for bit: the same operations on the same numbers, a statistic at a time
+    costing a controller step dozens of small ops.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        stats = [REGISTRY[name] for name in names]
+        self.names = names
+        self.fields = tuple(f for f in FIELDS if any(s.needs == f for s in stats))
+        start, width = {}, 0
+        for f in self.fields:
+            start[f], width = width, width + (2 if f in PAIRED else 1)
+        groups: dict[str, list[tuple[int, int]]] = {"row": [], "gap": [], "ratio": []}
+        for position, s in enumerate(stats):
+            column = start[s.needs] + (s.read == "B")
+            groups["row" if s.read in ("A", "B", "value") else s.read].append((position, column))
+        # the base columns each group reads (for a gap or a ratio: its A column; B is the next one)
+        self._reads = {g: torch.tensor([c for _, c in pairs], dtype=torch.long) for g, pairs in groups.items() if pairs}
+        self._next = {g: columns + 1 for g, columns in self._reads.items()}
+        placed = [position for g in self._reads for position, _ in groups[g]]
+        order = sorted(range(len(placed)), key=placed.__getitem__)  # column j of the result: computed column order[j]
+        self._order = None if order == sorted(order) else torch.tensor(order)
+
+    def matrix(self, view: StatView, per_sample: bool) -> torch.Tensor:
+        """(B, n) when ``per_sample`` else (1, n): the statistics of ``view`` (per sample, or of batch means)."""
+        if not per_sample:
+            view = view.batch_mean()
+        rows, parts = view.rows, []
+        for f in self.fields:
+            t = getattr(view, f)
+            if f not in PAIRED:
+                t = t.reshape(1, -1)
+            parts.append(t.t() if t.shape[-1] == rows else t.t().expand(rows, -1))
+        base = torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+        reads, after, columns = self._reads, self._next, []
+        if "row" in reads:
+            columns.append(base.index_select(-1, reads["row"]))
+        if "gap" in reads:
+            columns.append((base.index_select(-1, reads["gap"]) - base.index_select(-1, after["gap"])).abs())
+        if "ratio" in reads:
+            denominator = base.index_select(-1, after["ratio"]).clamp_min(RATIO_FLOOR)
+            columns.append(base.index_select(-1, reads["ratio"]) / denominator)
+        matrix = torch.cat(columns, -1) if len(columns) > 1 else columns[0]
+        return matrix if self._order is None else matrix.index_select(-1, self._order)
+
+
 def stat_matrix(names: tuple[str, ...], view: StatView, per_sample: bool) -> torch.Tensor:
-    """The statistics ``names`` as a matrix: (B, n) when ``per_sample`` else (1, n)."""
-    if not per_sample:
-        view = view.batch_mean()
-    cols = [REGISTRY[name].column(view).reshape(-1).expand(view.rows) for name in names]
-    return torch.stack(cols, -1)
+    """The statistics ``names`` as a matrix: (B, n) when ``per_sample`` else (1, n) (a one-off :class:`StatPlan`)."""
+    return StatPlan(names).matrix(view, per_sample)
 
 
 class RunningNormaliser(nn.Module):
@@ -180,11 +250,16 @@ class RunningNormaliser(nn.Module):
 
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
         v = torch.sign(stats) * torch.log1p(stats.abs())
+        mean, mean_sq = self.mean, self.mean_sq
         if self.training:
             with torch.no_grad():
                 m = max(1.0 / (int(self.count) + 2), self.MOMENTUM)
-                self.mean.lerp_(v.mean(0), m)
-                self.mean_sq.lerp_(v.pow(2).mean(0), m)
-                self.count += 1
-        std = (self.mean_sq - self.mean.pow(2)).clamp_min(1e-4).sqrt()
-        return ((v - self.mean) / std).clamp(-self.CLIP, self.CLIP)
+                if len(v) == 1:  # the mean over one row is that row
+                    mean.lerp_(v[0], m)
+                    mean_sq.lerp_(v[0].pow(2), m)
+                else:
+                    mean.lerp_(v.mean(0), m)
+                    mean_sq.lerp_(v.pow(2).mean(0), m)
+                self.count.add_(1)
+        std = (mean_sq - mean.pow(2)).clamp_min(1e-4).sqrt()
+        return ((v - mean) / std).clamp(-self.CLIP, self.CLIP)
