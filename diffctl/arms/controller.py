@@ -1,9 +1,10 @@
 """The seed's differentiable controller and its design space: the arm whose outputs are tensors in the loss.
 
-An MLP (n_stats -> hidden, LayerNorm, ReLU -> hidden, ReLU -> outputs) reads normalised batch statistics
-(``statistics.py``: registry, source, normalisation) and emits rho and the four loss weights through the seed's
-bound maps: rho = 0.5 sigmoid, w_recon = softplus + 0.5, w_kl = 0.5 softplus + 0.1, w_rank = softplus,
-w_ent = 0.3 softplus. The options under ``arm`` (``kind: controller``) are the axes the study searches:
+An MLP (n_stats -> hidden, LayerNorm, ReLU -> hidden, ReLU -> outputs; it and the bound maps in
+``controller_net.py``) reads normalised batch statistics (``statistics.py``: registry, source, normalisation) and
+emits rho and the four loss weights through the seed's bound maps: rho = 0.5 sigmoid, w_recon = softplus + 0.5,
+w_kl = 0.5 softplus + 0.1, w_rank = softplus, w_ent = 0.3 softplus. The options under ``arm``
+(``kind: controller``) are the axes the study searches:
 
 - ``stats`` (names from the registry; default: eight of them), ``stats_source`` (``previous`` by default, see
   ``statistics.py`` for why) and ``detach_stats`` (default true; false lets the VAEs lower their own weights
@@ -32,19 +33,16 @@ steps of the norm of the gradient reaching the controller, before clipping) and 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, create_model, field_validator, model_validator
-from torch import nn
-from torch.nn.utils import parameters_to_vector
 
 from ..model import Encoding
 from ..schema import Section
-from .base import WEIGHT_NAMES, Arm, Control, StepContext, StepInputs, floor_threshold
+from .base import WEIGHT_NAMES, Arm, Control, StepContext, StepInputs
+from .controller_net import BOUNDS, ControllerNet
 from .fixed import FixedOptions
 from .hypergradient import HypergradientLR
 from .lookahead import OuterObjective, is_lookahead_step, outer_control
@@ -60,93 +58,6 @@ from .statistics import (
 )
 
 OUTPUT_NAMES = ("rho", *WEIGHT_NAMES)
-INIT_MARGIN = 1e-3  # init_at_defaults: how far inside its range (in units of the map's scale) an output starts
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A bound map: value = lower + scale * squash(raw), squash = softplus or sigmoid."""
-
-    lower: float
-    scale: float
-    squash: Literal["softplus", "sigmoid"]
-
-    def inverse(self, value: float) -> float:
-        """The raw output giving ``value``, clamped INIT_MARGIN inside the open range of the map."""
-        u = max((value - self.lower) / self.scale, INIT_MARGIN)
-        if self.squash == "sigmoid":
-            u = min(u, 1 - INIT_MARGIN)
-            return math.log(u / (1 - u))
-        return u + math.log(-math.expm1(-u))
-
-    @property
-    def floor(self) -> float:
-        return floor_threshold(self.lower, self.scale)
-
-
-# The seed's bound maps, in OUTPUT_NAMES order; the four weights are softplus maps applied as one vector.
-BOUNDS = {
-    "rho": Bound(0.0, 0.5, "sigmoid"),
-    "w_recon": Bound(0.5, 1.0, "softplus"),
-    "w_kl": Bound(0.1, 0.5, "softplus"),
-    "w_rank": Bound(0.0, 1.0, "softplus"),
-    "w_ent": Bound(0.0, 0.3, "softplus"),
-}
-
-
-@dataclass
-class _Latest:
-    """The last step's control, its rho and its weights as one vector: kept on a plain object, which a step
-    assigns to for nothing, where an ``nn.Module`` attribute goes through its parameter and buffer registries."""
-
-    control: Control | None = None
-    rho: torch.Tensor | None = None
-    w: torch.Tensor | None = None
-
-
-class ControllerNet(nn.Module):
-    """The seed's MLP (n -> hidden, LayerNorm, ReLU -> hidden, ReLU -> outputs), its weights in one flat parameter.
-
-    Initialised as the equivalent ``nn.Sequential``. One tensor instead of eight, because the optimiser and the
-    gradient clip pay a fixed cost per parameter tensor, which for a network this small is most of its cost.
-    """
-
-    def __init__(self, n_in: int, hidden: int, n_out: int) -> None:
-        super().__init__()
-        layers = nn.Sequential(
-            nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, n_out),
-        )  # fmt: skip
-        params = list(layers.parameters())
-        self.shapes = [p.shape for p in params]
-        self.sizes = [p.numel() for p in params]
-        self.theta = nn.Parameter(parameters_to_vector(params).detach())
-        self._plain_views: tuple[tuple[int, torch.dtype], list[torch.Tensor]] | None = None
-
-    def tensors(self) -> list[torch.Tensor]:
-        """Views of ``theta``: w1, b1, LayerNorm weight and bias, w2, b2, w3, b3.
-
-        Outside grad mode (the steps between lookahead updates, evaluation) the views of the last such call are
-        reused while ``theta`` keeps its storage: they carry no graph and alias its data, so they see every
-        in-place update of the optimiser, and making them costs a controller step more than the MLP itself.
-        """
-        if torch.is_grad_enabled():
-            return self._views()
-        key = (self.theta.data_ptr(), self.theta.dtype)
-        if self._plain_views is None or self._plain_views[0] != key:
-            self._plain_views = key, self._views()
-        return self._plain_views[1]
-
-    def _views(self) -> list[torch.Tensor]:
-        return [t.view(shape) for t, shape in zip(self.theta.split(self.sizes), self.shapes)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w1, b1, ln_w, ln_b, w2, b2, w3, b3 = self.tensors()
-        h = F.relu(F.layer_norm(F.linear(x, w1, b1), b1.shape, ln_w, ln_b))
-        return F.linear(F.relu(F.linear(h, w2, b2)), w3, b3)
-
-
 def _fixed_arm_fields(name: str, without: tuple[str, ...]) -> type[Section]:
     """A section with the fixed arm's fields (ranges and defaults) except ``without``, every one a number."""
     fields = FixedOptions.model_fields.items()
@@ -262,7 +173,7 @@ class ControllerArm(Arm):
             else None
         )
         self._model_lr = 0.0
-        self._latest = _Latest()
+        self._last_control: Control | None = None
         self._outer: OuterObjective | None = None  # the lookahead's outer objective, made for the first context met
         self._reset_instruments()
 
@@ -336,9 +247,8 @@ class ControllerArm(Arm):
         with torch.set_grad_enabled(torch.is_grad_enabled() and learns):  # between lookahead steps: no graph
             rho, w = self._warmed(*self.outputs(self.statistics(inputs)), inputs)
             w, penalty = self._regularised(w)
-        latest = self._latest
-        latest.control, latest.rho, latest.w = Control(rho, *w.unbind(), penalty=penalty), rho, w
-        return latest.control
+        self._last_control = Control(rho, *w.unbind(), penalty=penalty)
+        return self._last_control
 
     # --- learning and bookkeeping --------------------------------------------------------------------------
     def start_epoch(self, epoch, history, optimizer) -> None:
@@ -370,7 +280,7 @@ class ControllerArm(Arm):
         return self._outer
 
     def backward(self, total: torch.Tensor, inputs: StepInputs) -> None:
-        control = self._latest.control
+        control = self._last_control
         controlled = control.rho.requires_grad or control.w_recon.requires_grad
         if self.options.objective == "lookahead" and controlled:
             outer, model_grads = self.outer(total, inputs.context)
@@ -385,11 +295,8 @@ class ControllerArm(Arm):
 
     @torch.no_grad()
     def after_step(self, terms, control, optimizer) -> None:
-        latest = self._latest
-        if control is latest.control:  # the weights as one vector, as control() made them
-            self._step_values.append(torch.cat((latest.rho.mean().reshape(1), latest.w)))
-        else:
-            self._step_values.append(torch.stack([control.rho.mean(), *control.weights().values()]))
+        weights = [getattr(control, name) for name in WEIGHT_NAMES]
+        self._step_values.append(torch.stack([control.rho.mean(), *weights]))
         self.previous_decoded.copy_(torch.stack((terms.ce, terms.entropy)))
         self.has_previous.fill_(True)
         if self.hypergradient is not None:

@@ -192,7 +192,6 @@ class StatPlan:
 
     def __init__(self, names: tuple[str, ...]) -> None:
         stats = [REGISTRY[name] for name in names]
-        self.names = names
         self.fields = tuple(f for f in FIELDS if any(s.needs == f for s in stats))
         start, width = {}, 0
         for f in self.fields:
