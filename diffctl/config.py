@@ -21,6 +21,7 @@ from .arms import ARM_CLASSES, ArmOptions
 from .errors import InputError
 from .arms.fixed import FixedOptions
 from .schema import Section
+from .suggest import unknown_key_hint
 
 MAX_EPOCHS = 10_000
 
@@ -78,10 +79,16 @@ class EvalConfig(Section):
     prior_samples: int = Field(
         50_000, ge=1, le=10_000_000, description="prior samples decoded for sampled_coverage and prior_argmax_coverage"
     )
-    triplet_indices: int = Field(5_000, ge=3, le=19_683, description="operations drawn for triplet_r")
+    triplet_indices: int = Field(
+        5_000, ge=3, le=19_683, description="operations drawn for triplet_r and triplet_untied"
+    )
     # 20,000 triples: the standard error of r is ~0.003 (1,000 triples give ~0.014, as large as arm differences).
     triplets: int = Field(
-        20_000, ge=1, le=10_000_000, description="triples among them for triplet_r and its standard error"
+        20_000,
+        ge=1,
+        le=10_000_000,
+        description="triples among them for triplet_r (ceiling ~0.75: half tie in v3), triplet_untied (the untied "
+        "ones alone, ceiling 1), their standard errors and triplet_tie_share",
     )
     # The full set (coverage over all 19,683 operations, the prior samples, triplet_r, the collapse signals) costs
     # ~10x the cheap rest (the val split's loss, exact match, trit accuracy, KL): see diffctl.metrics.FULL_SET.
@@ -179,18 +186,36 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def format_validation_error(err: dict) -> str:
-    """One line naming the offending key of one pydantic error (``ValidationError.errors()`` entry)."""
+def _display_key(loc: list) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+_ERROR_RANK = {"extra_forbidden": 0, "missing": 2}  # the rest: 1
+
+
+def first_error(errors: list[dict]) -> dict:
+    """The error a one-line message names (of ``ValidationError.errors()``): an unknown key first, as a misspelt
+    key also leaves its required key missing, a missing key last, else pydantic's order."""
+    return min(errors, key=lambda err: _ERROR_RANK.get(err["type"], 1))
+
+
+def format_validation_error(err: dict, model: type[pydantic.BaseModel] | None = Config) -> str:
+    """One line naming the offending key of one pydantic error (``ValidationError.errors()`` entry).
+
+    ``model`` is the model that was validated: an unknown key is told the known key it most likely meant, or the
+    keys known there (None: no hint)."""
     ctx = err.get("ctx") or {}
     # A check across a list's items (arm.segments) puts the item and key it found wrong into ctx['loc'].
-    loc = [*err["loc"], *ctx.get("loc", ())]
+    loc = full = [*err["loc"], *ctx.get("loc", ())]
     # A tagged union puts the arm kind into the location ('arm', 'fixed', 'rho'): drop it.
     if len(loc) >= 2 and loc[0] == "arm" and loc[1] in ARM_CLASSES:
         loc = [loc[0]] + loc[2:]
-    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "config"
+    key = _display_key(loc) or "config"
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{key}: unknown key"
+        # The hint walks the location with the tag, which picks the arm's own keys.
+        hint = unknown_key_hint(model, full, _display_key(loc[:-1])) if model is not None else ""
+        return f"{key}: unknown key{hint}"
     if kind == "union_tag_invalid":
         return f"{key}.kind: unknown arm kind {err['input'].get('kind')!r} (known: {', '.join(ARM_CLASSES)})"
     if kind == "union_tag_not_found":
@@ -210,7 +235,7 @@ def config_from_dict(data: Any) -> Config:
     try:
         config = Config.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(format_validation_error(exc.errors()[0])) from None
+        raise ConfigError(format_validation_error(first_error(exc.errors()))) from None
     config.eval.check_epochs(config.optim.epochs)
     return config
 

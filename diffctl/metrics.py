@@ -3,7 +3,9 @@
 None of these quantities is scaled by any arm's weights, so they compare arms fairly. Sampled coverage has a
 ceiling: even a perfectly uniform sampler reaches only 1 - (1 - 1/19,683)^N (92.1% at N = 50,000), and it
 rewards nearly uniform, untrained decoders; prior argmax coverage decodes the same prior samples by argmax,
-which an untrained decoder cannot game.
+which an untrained decoder cannot game. Triplet concordance r has one too: half of all triples tie in v3 and
+score about 0.5 for any embedding, so r tops out near 0.75; ``triplet_untied`` scores the untied triples alone
+(ceiling 1.0), see :func:`triplet_concordance`.
 
 An epoch is evaluated in full (every field), or cheaply: the val split's loss, exact match, trit accuracy and
 KL only, the full set (``FULL_SET``: everything over all 19,683 operations, the prior samples or the triples)
@@ -14,6 +16,7 @@ same values whichever earlier epochs were evaluated cheaply.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -59,13 +62,39 @@ def trit_accuracy(logits: torch.Tensor, x: torch.Tensor) -> float:
     return float(((logits.argmax(-1) - 1) == x.long()).float().mean())
 
 
+class TripletConcordance(NamedTuple):
+    """What :func:`triplet_concordance` measures on one set of triples.
+
+    ``r`` and ``se``: the concordance over all triples (upstream's definition, ceiling about 0.75). ``untied``
+    and ``untied_se``: the concordance over the untied triples alone (ceiling 1.0, random 0.5; NaN without any).
+    ``tie_share``: the share of the triples tied in v3.
+    """
+
+    r: float
+    se: float
+    untied: float
+    untied_se: float
+    tie_share: float
+
+
 def triplet_concordance(
     z: torch.Tensor, index: torch.Tensor, n_triplets: int, generator: torch.Generator
-) -> tuple[float, float]:
-    """Triplet concordance r and its standard error.
+) -> TripletConcordance:
+    """Triplet concordance r, its standard error, and the same on the untied triples.
 
     r = mean([v3(|i-j|) > v3(|i-k|)] == [|z_i - z_j| < |z_i - z_k|]) over random triples of distinct positions
-    of ``index``. Random embeddings score 0.5; half of all triples tie in v3, so the ceiling is about 0.75.
+    of ``index``, se = sqrt(r(1 - r)/n). On a tied triple (v3(|i-j|) == v3(|i-k|)) "3-adically closer" is false
+    and any embedding is right about half the time. The tie share s is about 50%: at the default evaluation
+    (5,000 indices, 20,000 triples, eval.seed 0) 50.0% for A and 49.6% for B; (3^9 + 1) / (2 (3^9 - 1)) =
+    0.50005 in theory. So
+
+        r = s * (agreement on tied triples) + (1 - s) * untied,
+
+    where ``untied`` = c is r's indicator on the untied triples alone: the share whose latent order matches the
+    3-adic order (ceiling 1.0, random 0.5, NaN when no triple is untied), untied_se = sqrt(c(1 - c)/n_untied).
+    Random embeddings score r = 0.5 and r's ceiling is 0.5 * s + (1 - s), about 0.75; the tied half adds only
+    binomial noise. The untied fields mask the very triples of r (no further draws), so r, se and every later
+    draw from ``generator`` stay what they were.
     """
     n = len(index)
     i = torch.randint(0, n, (n_triplets,), generator=generator)
@@ -75,12 +104,17 @@ def triplet_concordance(
     while bool(clash.any()):
         k[clash] = torch.randint(0, n, (int(clash.sum()),), generator=generator)
         clash = (k == i) | (k == j)
-    closer_3adic = valuation3(index[i] - index[j]) > valuation3(index[i] - index[k])
+    v_ij, v_ik = valuation3(index[i] - index[j]), valuation3(index[i] - index[k])
+    closer_3adic = v_ij > v_ik
     closer_latent = (z[i] - z[j]).norm(dim=-1) < (z[i] - z[k]).norm(dim=-1)
     hits = (closer_3adic == closer_latent).double()
     r = float(hits.mean())
     se = math.sqrt(r * (1 - r) / n_triplets) if n_triplets > 1 else float("nan")
-    return r, se
+    untied = v_ij != v_ik
+    n_untied = int(untied.sum())
+    c = float(hits[untied].mean()) if n_untied else float("nan")
+    c_se = math.sqrt(c * (1 - c) / n_untied) if n_untied > 1 else float("nan")
+    return TripletConcordance(r, se, c, c_se, (n_triplets - n_untied) / n_triplets)
 
 
 def latent_variance(mu: torch.Tensor) -> float:
@@ -118,8 +152,9 @@ def decode_in_chunks(model: DualVAE, z: torch.Tensor) -> tuple[torch.Tensor, tor
 
 # Fields of the full set: over all 19,683 operations, the prior samples and the triples. An epoch evaluated
 # without them (``full=False``) has them as None; the cheap rest reads only the val split.
-FULL_SET_PER_VAE = ("recon_coverage", "sampled_coverage", "prior_argmax_coverage", "latent_var", "eff_dim",
-                    "triplet_r", "triplet_r_se", "recon_coverage_at_rho")
+TRIPLET = ("triplet_r", "triplet_r_se", "triplet_untied", "triplet_untied_se", "triplet_tie_share")
+FULL_SET_PER_VAE = ("recon_coverage", "sampled_coverage", "prior_argmax_coverage", "latent_var", "eff_dim", *TRIPLET,
+                    "recon_coverage_at_rho")
 PER_VAE = ("val_exact_match", "val_trit_acc", "recon_coverage", "sampled_coverage", "prior_argmax_coverage", "kl",
            "latent_var", "eff_dim")
 AT_RHO = ("val_exact_match_at_rho", "recon_coverage_at_rho")
@@ -130,11 +165,14 @@ def metric_names(with_rho: bool) -> list[str]:
     """Every field :func:`evaluate` returns, in its order."""
     names = ["val_loss_unweighted"]
     names += [f"{m}_{v}" for v in VAES for m in PER_VAE]
-    names += [f"{m}_{v}" for v in VAES for m in ("triplet_r", "triplet_r_se")]
+    names += [f"{m}_{v}" for v in VAES for m in TRIPLET]
     names += [f"{m}_{v}" for v in VAES for m in AT_RHO] if with_rho else []
     return names
 
 
+# Fields that may be undefined (NaN) in a healthy run: a standard error of fewer than two samples, and the
+# untied concordance of triples that all tie. Any other non-finite metric marks the run diverged (diffctl.train).
+MAY_BE_UNDEFINED = frozenset(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES)
 FULL_SET = frozenset(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES)
 
 
@@ -167,9 +205,12 @@ def _full_set(
         out[f"eff_dim_{name}"] = effective_dimension(mu[v])
     idx = torch.randperm(N_OPERATIONS, generator=g)[:triplet_indices]
     for v, name in enumerate(VAES):
-        r, se = triplet_concordance(mu[v][idx], data.index[idx], triplets, g)
-        out[f"triplet_r_{name}"] = r
-        out[f"triplet_r_se_{name}"] = se
+        concordance = triplet_concordance(mu[v][idx], data.index[idx], triplets, g)
+        out[f"triplet_r_{name}"] = concordance.r
+        out[f"triplet_r_se_{name}"] = concordance.se
+        out[f"triplet_untied_{name}"] = concordance.untied
+        out[f"triplet_untied_se_{name}"] = concordance.untied_se
+        out[f"triplet_tie_share_{name}"] = concordance.tie_share
     return out
 
 

@@ -33,7 +33,7 @@ from .losses import (
     sample_triples,
     triplet_ranking_loss,
 )
-from .metrics import evaluate
+from .metrics import MAY_BE_UNDEFINED, evaluate
 from .model import DualVAE, Encoding, cross_inject
 
 STATUS_OK = "ok"
@@ -215,7 +215,8 @@ class Trainer:
             record.update(metrics)
             record["eval_full"] = int(full)  # 0: the full set (metrics.FULL_SET) is null at this epoch
             record["eval_time_s"] = time.perf_counter() - start
-            bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v) and "_se_" not in k]
+            bad = [k for k, v in metrics.items()
+                   if isinstance(v, float) and not math.isfinite(v) and k not in MAY_BE_UNDEFINED]
             if bad:
                 record.update(self._diverged(f"non-finite evaluation metric {bad[0]} at epoch {self.epoch + 1}"))
         self.epoch += 1

@@ -81,3 +81,9 @@ def test_unknown_arm_kind_is_one_line_exit_2(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"diffctl: error: --arm 'magic': unknown arm kind (known: {', '.join(ARM_CLASSES)})\n"
+
+
+def test_the_triplet_keys_name_r_s_ceiling_and_the_untied_fields(capsys):
+    rows = shown_rows(capsys, "--arm", "fixed")
+    assert "triplet_untied" in rows["eval.triplet_indices"][0]
+    assert all(text in rows["eval.triplets"][0] for text in ("ceiling ~0.75", "triplet_untied", "triplet_tie_share"))
