@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.ablate import RUNS, AblationPlan, read_plan
+from study.phases.ablate import RUNS, AblationPlan, read_plan
 
 from .compare import confirmation_winner, feasible_share, paired_table
 from .load import StudyTables
@@ -97,9 +97,9 @@ def _caveat(tables: StudyTables, plan: AblationPlan, label: str, paired: pd.Data
 def answer_lines(tables: StudyTables, plan: AblationPlan | None, table: pd.DataFrame) -> list[str]:
     """One line per question (Markdown list items): every option's answer, paired with the centre by seed."""
     if plan is None:
-        if tables.spec.ablate_arm is None:
+        if tables.spec.ablate is None:
             return []
-        return [f"- Ablation around `{tables.spec.ablate_arm}`: not planned yet (it starts once that arm's "
+        return [f"- Ablation around `{tables.spec.ablate.arm}`: not planned yet (it starts once that arm's "
                 "confirmation runs have all ended)."]
     if plan.centre is None:
         return [f"- Ablation around `{plan.arm}`: nothing ran (it has no confirmed configuration)."]

@@ -21,11 +21,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.objectives import ConfirmedRun, rank_sources
-from study.spec import DERIVED_METRICS
+from study.spec.ranking import ConfirmedRun, rank_sources
+from study.spec.schema import DERIVED_METRICS
 
 from .load import StudyTables
-from .spec import Objective
+from study.spec import Objective
 from .stats import BETTER, WORSE, decide, paired_test, t_interval
 
 MAIN_METRICS = [
@@ -43,12 +43,12 @@ def compared_metrics(tables: StudyTables) -> list[Objective]:
     """The spec's objectives and selection metric, then the main metrics (higher is better) not among them."""
     tracked = tables.spec.tracked_objectives()
     names = {o.metric for o in tracked}
-    return tracked + [Objective(m, "max") for m in MAIN_METRICS if m not in names]
+    return tracked + [Objective(metric=m, mode="max") for m in MAIN_METRICS if m not in names]
 
 
 def auc_metric(tables: StudyTables) -> Objective:
     """The area under the selection metric's curve (its mean over epochs), named ``auc_<metric>``."""
-    return Objective(f"auc_{tables.spec.selection.metric}", tables.spec.selection.mode)
+    return Objective(metric=f"auc_{tables.spec.selection.metric}", mode=tables.spec.selection.mode)
 
 
 def pareto_mask(values: pd.DataFrame, objectives: list[Objective]) -> pd.Series:
@@ -131,7 +131,7 @@ def source_ranking(tables: StudyTables, arm: str) -> pd.DataFrame:
                      float(r[column]) if column in r and r["usable"] and r[column] == r[column] else math.nan)
         for source, (_, r) in zip(_source(runs), runs.iterrows())
     ]
-    ranked = rank_sources(confirmed, tables.spec.confirm_seeds, tables.spec.selection.mode)
+    ranked = rank_sources(confirmed, tables.spec.confirm.seeds, tables.spec.selection.mode)
     table = pd.DataFrame(ranked, columns=["source", "feasible", "failed", "mean"])
     return table.rename(columns={"source": "source_trial"})
 
@@ -169,7 +169,7 @@ def winner_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
 def feasible_share(tables: StudyTables, arm: str) -> tuple[int, int]:
     """(feasible seeds, spec seeds) of the arm's representing runs: a seed without a feasible run is infeasible."""
     runs = winner_runs(tables, arm)
-    seeds = tables.spec.confirm_seeds
+    seeds = tables.spec.confirm.seeds
     return int(runs.loc[runs["feasible"].astype(bool) & runs["seed"].isin(seeds), "seed"].nunique()), len(seeds)
 
 
@@ -225,7 +225,7 @@ def run_values(tables: StudyTables, arm: str, epoch: int) -> pd.DataFrame:
 
 
 def anytime_metrics(tables: StudyTables) -> list[Objective]:
-    return [*compared_metrics(tables), auc_metric(tables), Objective(EPOCHS_TO_EXACT, "min")]
+    return [*compared_metrics(tables), auc_metric(tables), Objective(metric=EPOCHS_TO_EXACT, mode="min")]
 
 
 def margin(tables: StudyTables, metric: str) -> float | None:
@@ -238,7 +238,7 @@ def paired_table(tables: StudyTables, pairs: list[tuple[str, str]], family: list
     """Each (arm, reference) pair compared at every budget on every anytime metric, paired by seed, with Holm's
     correction within each group of the ``family`` columns and a verdict (``analysis.stats``)."""
     rows = []
-    for fraction, epoch in tables.spec.budgets:
+    for fraction, epoch in tables.spec.confirm.budget_epochs(tables.spec.epochs):
         values = {arm: run_values(tables, arm, epoch) for arm in {a for pair in pairs for a in pair}}
         for arm, reference in pairs:
             mine, theirs = values[arm], values[reference]

@@ -76,7 +76,7 @@ def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
     runs = runs[runs["usable"]]
     if runs.empty:
         raise InputError(f"--arm {arm}: no finished confirmation run to export")
-    order = {seed: i for i, seed in enumerate(tables.spec.confirm_seeds)}
+    order = {seed: i for i, seed in enumerate(tables.spec.confirm.seeds)}
     ranked = runs.assign(order=runs["seed"].map(lambda s: order.get(s, len(order)))).sort_values(["order", "seed"])
     return ranked.iloc[0]
 
@@ -99,7 +99,7 @@ def provenance(
         "selection_rule": {
             "metric": selection.metric,
             "mode": selection.mode,
-            "constraints": [c.text for c in tables.spec.constraints],
+            "constraints": list(tables.spec.constraints),
             "rule": "the analysis's winner (better than fixed lambda, feasible on every confirmation seed), else "
             "the fixed-lambda reference arm, or the arm named with --arm; its confirmed configuration (most "
             "feasible confirmation seeds, then fewest failed, then best mean); its finished run with the earliest "

@@ -1,10 +1,11 @@
 """Study directory -> two pandas tables, read from the files the study wrote (no running Ray).
 
-``trials``: one row per trial (search and confirmation): arm, phase, trial id, seed, status, wall time, every
-config key flattened into a dotted column (``optim.lr``, ``arm.kind``), ``final_<field>`` for every numeric
+``trials``: one row per trial of every phase (``search``, ``confirm``, ``distill``, ``ablate``; the phase
+column says which): arm, phase, trial id, seed, status, wall time, every config key flattened into a dotted column (``optim.lr``, ``arm.kind``), ``final_<field>`` for every numeric
 field of the last finished epoch, ``best_<metric>`` over epochs for each objective, and the flags
-``diverged`` / ``errored`` / ``restarted`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with every record
-field. Diverged, errored and unfinished trials are kept and flagged, never dropped.
+``diverged`` / ``errored`` / ``restarted`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with
+every record field. ``trial.json`` is read with the study's own model of it (``study.trialdir.TrialInfo``), the
+spec with the study's own reader (``study.spec``). Diverged, errored and unfinished trials are kept and flagged, never dropped.
 
 Example::
 
@@ -26,41 +27,16 @@ import pandas as pd
 from diffctl.config import config_from_dict, read_yaml_file
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_bytes
-from study.trialdir import METRICS_FILE, read_metrics
+from study.spec import SPEC_FILE, StudySpec, saved_spec
+from study.spec.configs import arm_kind
+from study.spec.plan import PHASES, pbt_arms
+from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, read_info, read_metrics
 
-from .spec import SPEC_FILE, StudySpec, holds, read_spec
-
-PHASES = ("search", "confirm", "distill", "ablate")
 USABLE_STATUSES = ("ok", "stopped")
 ID_COLUMNS = ["arm", "phase", "trial_id"]
 TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
 # The record fields that hold text (diffctl.train); every other field is a number, or null where it was not finite.
 TEXT_FIELDS = ("status", "reason")
-# What each key of trial.json holds (study/LAYOUT.md): another type means a damaged or hand-edited file, which
-# is refused rather than turned into a silently wrong row.
-INFO_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "arm": ((str,), "text"),
-    "phase": ((str,), "text"),
-    "trial_id": ((str,), "text"),
-    "status": ((str,), "text"),
-    "reason": ((str, type(None)), "text or null"),
-    "seed": ((int,), "an integer"),
-    "epochs_done": ((int,), "an integer"),
-    "restarts": ((int,), "an integer"),
-    "wall_time_s": ((int, float), "a number"),
-    "params": ((dict,), "a mapping"),
-    "nodes": ((list,), "a list of sessions"),
-    "source_trial": ((str, type(None)), "text or null"),
-    "source_feasible": ((bool, type(None)), "true, false or null"),
-    "sampling": ((str, type(None)), "text or null"),
-    "source_arm": ((str, type(None)), "text or null"),
-    "distill": ((str, type(None)), "text or null"),
-    "distilled": ((dict, type(None)), "a mapping or null"),
-    "ablate_axis": ((str, type(None)), "text or null"),
-    "ablate_option": ((str, type(None)), "text or null"),
-    "overrides": ((dict, type(None)), "a mapping or null"),
-    "exploits": ((list, type(None)), "a list of exploits or null"),
-}
 INT64 = 2**63  # Parquet stores integers in 64 bits
 
 
@@ -84,24 +60,18 @@ class StudyTables:
             if arm in self.pbt_arms():
                 continue
             kinds = self.trials.loc[self.trials["arm"] == arm, "arm.kind"]
-            if (kinds == "fixed").any() or (kinds.empty and _spec_kind(self.spec.arms[arm]) == "fixed"):
+            if (kinds == "fixed").any() or (kinds.empty and arm_kind(self.spec, arm) == "fixed"):
                 return arm
         return None
 
     def pbt_arms(self) -> list[str]:
         """The arms searched by population based training (``study.pbt``), in spec order."""
-        return [arm for arm, arm_spec in self.spec.arms.items() if arm_spec.get("search") == "pbt"]
+        return pbt_arms(self.spec)
 
     def arms(self) -> list[str]:
         """Arms in spec order, then any arm found on disk but missing from the spec."""
         seen = list(self.spec.arms)
         return seen + sorted(set(self.trials["arm"]) - set(seen))
-
-
-def _spec_kind(arm_spec: dict[str, Any]) -> str | None:
-    config = arm_spec.get("config") or {}
-    arm = config.get("arm")
-    return arm.get("kind") if isinstance(arm, dict) else config.get("arm.kind")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -134,22 +104,6 @@ def _has_type(value: Any, kinds: tuple[type, ...]) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _read_info(path: Path) -> dict[str, Any]:
-    """trial.json, every key of the type the layout gives it; else :class:`InputError` naming file and key."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
-    if not isinstance(info, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    for key, (kinds, what) in INFO_TYPES.items():
-        if key in info and not _has_type(info[key], kinds):
-            raise InputError(f"{path}: {key}: expected {what} (got {_shown(info[key])})")
-    if info.get("phase", PHASES[0]) not in PHASES:
-        raise InputError(f"{path}: phase: expected one of {', '.join(PHASES)} (got {_shown(info['phase'])})")
-    return info
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -187,12 +141,12 @@ def _check_record(record: Any, where: str) -> None:
 
 
 def trial_dirs(study_dir: Path) -> list[tuple[str, Path]]:
-    """(phase, directory) of every trial: each directory under search/ or confirm/ holding a trial.json."""
+    """(phase, directory) of every trial: each directory under a phase's folder holding a trial.json."""
     found = []
     for phase in PHASES:
         root = study_dir / phase
         if root.is_dir():
-            found += [(phase, p.parent) for p in sorted(root.rglob("trial.json"))]
+            found += [(phase, p.parent) for p in sorted(root.rglob(TRIAL_FILE))]
     return found
 
 
@@ -208,30 +162,31 @@ def _check_named_metrics(spec: StudySpec, records: list[dict[str, Any]], spec_pa
 def _trial_row(
     study_dir: Path, phase: str, trial_dir: Path, records: list[dict], spec: StudySpec
 ) -> dict[str, Any]:
-    info = _read_info(trial_dir / "trial.json")
+    info = read_info(trial_dir)
+    data = info.to_dict()
     config_path = trial_dir / "config.yaml"
     config = _read_config(config_path) if config_path.exists() else {}
     config.pop("provenance", None)
     row: dict[str, Any] = {
-        "arm": str(info.get("arm", trial_dir.parent.name)),
-        "phase": str(info.get("phase", phase)),
-        "trial_id": str(info.get("trial_id", trial_dir.name)),
-        "seed": info.get("seed", config.get("seed")),
-        "status": info.get("status", "running"),
-        "reason": info.get("reason"),
-        "epochs_done": info.get("epochs_done", len(records)),
-        "wall_time_s": float(info.get("wall_time_s") or 0.0),
-        "source_trial": info.get("source_trial"),
-        "params": json.dumps(info.get("params") or {}, sort_keys=True),
+        "arm": info.arm,
+        "phase": info.phase,
+        "trial_id": info.trial_id,
+        "seed": info.seed,
+        "status": info.status,
+        "reason": info.reason,
+        "epochs_done": info.epochs_done,
+        "wall_time_s": float(info.wall_time_s),
+        "source_trial": info.source_trial,
+        "params": json.dumps(info.params, sort_keys=True),
         "trial_dir": str(trial_dir.relative_to(study_dir)),
         # Ray's trial ids are random: config.yaml, written once when a trial starts, dates its start instead.
-        "started_at": (config_path if config_path.exists() else trial_dir / "trial.json").stat().st_mtime,
+        "started_at": (config_path if config_path.exists() else trial_dir / TRIAL_FILE).stat().st_mtime,
     }
-    row.update(_node_columns(info.get("nodes"), trial_dir / "trial.json"))
-    if isinstance(info.get("exploits"), list):  # a PBT member: how often it took another member's state
-        row["exploits"] = len(info["exploits"])
-    # Keys the study layer may add to trial.json later (e.g. source_feasible) become columns as they are.
-    row.update({k: v for k, v in info.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
+    row.update(_node_columns(info.nodes))
+    if info.exploits is not None:  # a PBT member: how often it took another member's state
+        row["exploits"] = len(info.exploits)
+    # The other keys of trial.json (source_feasible, sampling, ...; and any a later version adds) as they are.
+    row.update({k: v for k, v in data.items() if k not in row and k != "params" and not isinstance(v, (dict, list))})
     # A record's status can be more recent than trial.json's if the trial died between the two writes.
     if records and records[-1].get("status") == "diverged" and row["status"] in ("running", "ok"):
         row["status"], row["reason"] = "diverged", records[-1].get("reason")
@@ -246,17 +201,14 @@ def _trial_row(
     return row
 
 
-def _node_columns(sessions: list | None, path: Path) -> dict[str, Any]:
+def _node_columns(sessions: list[Session]) -> dict[str, Any]:
     """trial.json's ``nodes`` (one {node_id, hostname} per session) as text columns: ``nodes`` and ``hosts``
     (comma-joined, in session order), ``first_node``, and ``node_changes`` (sessions that ran on another node
     than the session before: a trial restarted elsewhere after its node was lost). None where not recorded."""
     if not sessions:
         return {"nodes": None, "hosts": None, "first_node": None, "node_changes": None}
-    if not all(isinstance(s, dict) and isinstance(s.get("node_id"), str) and isinstance(s.get("hostname"), str)
-               for s in sessions):
-        raise InputError(f"{path}: nodes: expected a list of {{node_id, hostname}} (got {_shown(sessions)})")
-    ids = [s["node_id"] for s in sessions]
-    return {"nodes": ",".join(ids), "hosts": ",".join(s["hostname"] for s in sessions), "first_node": ids[0],
+    ids = [s.node_id for s in sessions]
+    return {"nodes": ",".join(ids), "hosts": ",".join(s.hostname for s in sessions), "first_node": ids[0],
             "node_changes": sum(a != b for a, b in zip(ids, ids[1:]))}
 
 
@@ -269,9 +221,9 @@ def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     trials["restarted"] = trials["restarts"] > 0
     trials["usable"] = trials["status"].isin(USABLE_STATUSES) & trials["final_epoch"].notna()
     feasible = trials["usable"].copy()
-    for constraint in spec.constraints:
+    for constraint in spec.parsed_constraints():
         column = trials.get(f"final_{constraint.metric}", pd.Series(math.nan, index=trials.index))
-        feasible &= column.map(lambda value, c=constraint: holds(c, value)).astype(bool)
+        feasible &= column.map(constraint.holds).astype(bool)
     trials["feasible"] = feasible
     return trials
 
@@ -290,7 +242,7 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     root = Path(study_dir).absolute()
     if not root.is_dir():
         raise InputError(f"{study_dir}: " + ("not a directory" if root.exists() else "no such study directory"))
-    spec = read_spec(root)
+    spec = saved_spec(root)
     rows, epoch_rows = [], []
     for phase, trial_dir in trial_dirs(root):
         records = _read_records(trial_dir)
@@ -299,7 +251,7 @@ def build_tables(study_dir: str | Path) -> StudyTables:
         ids = {k: row[k] for k in (*ID_COLUMNS, "seed")}
         epoch_rows += [{**ids, **record} for record in records]
     if not rows:
-        raise InputError(f"{study_dir}: no trials yet (no trial.json under search/ or confirm/)")
+        raise InputError(f"{study_dir}: no trials yet (no trial.json under {', '.join(f'{p}/' for p in PHASES)})")
     _check_named_metrics(spec, epoch_rows, root / SPEC_FILE)
     trials = _flag(_uniform_types(pd.DataFrame(rows)), spec)
     epochs = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=[*ID_COLUMNS, "seed", "epoch"])

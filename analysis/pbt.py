@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from diffctl.config import load_config
-from study.trialdir import SCHEDULE_FILE
+from study.trialdir import SCHEDULE_FILE, read_info
 
-from .load import StudyTables, _read_info
+from .load import StudyTables
 
 LINEAGE_COLUMNS = ["arm", "member", "epoch", "source_trial"]
 
@@ -34,9 +34,9 @@ def lineage_table(tables: StudyTables) -> pd.DataFrame:
     rows = []
     for arm in tables.pbt_arms():
         for trial_dir in members(tables, arm)["trial_dir"]:
-            info = _read_info(tables.study_dir / trial_dir / "trial.json")
-            for exploit in info.get("exploits") or []:
-                row = {"arm": arm, "member": info["trial_id"], "epoch": exploit["epoch"],
+            info = read_info(tables.study_dir / trial_dir)
+            for exploit in (info.exploits if info is not None else None) or []:
+                row = {"arm": arm, "member": info.trial_id, "epoch": exploit["epoch"],
                        "source_trial": exploit["source_trial"]}
                 row.update({f"before_{k}": v for k, v in exploit["before"].items()})
                 row.update({f"after_{k}": v for k, v in exploit["after"].items()})
@@ -71,7 +71,7 @@ def pbt_section(tables: StudyTables, lineage: pd.DataFrame) -> str:
     epochs = tables.spec.epochs
     lines = []
     for arm in arms:
-        population = tables.spec.arms[arm]["budget"]
+        population = tables.spec.arms[arm].budget
         mine = lineage[lineage["arm"] == arm] if not lineage.empty else lineage
         exploited = mine["member"].nunique() if not mine.empty else 0
         confirmed = tables.trials[(tables.trials["phase"] == "confirm") & (tables.trials["arm"] == arm)]
@@ -81,7 +81,7 @@ def pbt_section(tables: StudyTables, lineage: pd.DataFrame) -> str:
                      f"{len(mine)} exploit(s) by {exploited} member(s). "
                      + (f"Best member `{best}`; its schedule [{schedule}]({schedule}) is what the confirmation runs "
                         "replay." if best is not None else "No member ran every epoch: nothing confirmed."))
-    others = [f"`{arm}` {spec['budget']} x {epochs} = {spec['budget'] * epochs}"
+    others = [f"`{arm}` {spec.budget} x {epochs} = {spec.budget * epochs}"
               for arm, spec in tables.spec.arms.items() if arm not in arms]
     if others:
         lines.append("- Equal compute: the other arms' searches cost (budget x epochs trial-epochs) "

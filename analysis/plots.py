@@ -70,7 +70,7 @@ def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) ->
     """Mean and 95% t-interval of each objective per arm on the confirmation seeds, with every seed's value
     (hollow: a seed that missed the constraints), then one panel per constraint metric with its threshold."""
     objectives = tables.spec.tracked_objectives()
-    constraints = [c for c in tables.spec.constraints if c.metric not in {o.metric for o in objectives}]
+    constraints = [c for c in tables.spec.parsed_constraints() if c.metric not in {o.metric for o in objectives}]
     arms = main_arms(tables)  # distilled and ablated runs have plots and tables of their own
     labels = [_arm_label(tables, arm) for arm in arms]
     fig, axes = _grid(len(objectives) + len(constraints))
@@ -91,7 +91,7 @@ def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) ->
             color = f"C{i % 10}"
             ax.scatter(np.full(ok.sum(), i + 0.12), values[ok], s=16, color=color)
             ax.scatter(np.full((~ok).sum(), i + 0.12), values[~ok], s=16, facecolors="none", edgecolors=color)
-        for c in tables.spec.constraints:
+        for c in tables.spec.parsed_constraints():
             if c.metric == metric:
                 ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1, label=c.text)
         ax.set_xticks(x, labels, rotation=20, fontsize=8)

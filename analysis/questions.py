@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from study.journal import JOURNAL_FILE
 from study.trialdir import one_line
 
 from .load import StudyTables
@@ -41,7 +42,6 @@ MIN_IMPORTANCE_TRIALS = 10  # Optuna's importances of an arm with fewer complete
 PERMUTATIONS = 9999
 NO_DIFFERENCE = "no difference detected"
 DEFAULT_OPTION = "(default)"
-JOURNAL_FILE = "optuna.journal"
 
 
 def _option(value):

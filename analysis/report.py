@@ -138,8 +138,8 @@ def _sampling(tables: StudyTables) -> str:
     for arm, group in search.groupby("arm", sort=False):
         if arm in tables.pbt_arms():  # drawn by population based training (its own section)
             continue
-        counts = group["sampling"].fillna("unknown").value_counts()
-        start = tables.spec.arms.get(arm, {}).get("startup_trials")
+        counts = group["sampling"].map(lambda v: v if isinstance(v, str) else "unknown").value_counts()
+        start = tables.spec.arms[arm].startup_trials if arm in tables.spec.arms else None
         parts.append(f"`{arm}` {counts.get('random', 0)} random, {counts.get('model', 0)} model-guided"
                      + (f" (start-up {start})" if start is not None else ""))
     return "Search trials by how TPE drew them: " + "; ".join(parts) + ".\n" if parts else ""
@@ -190,7 +190,7 @@ def render(tables: StudyTables, findings: Findings) -> str:
     spec, t = tables.spec, findings.tables
     cost = t["cost"]
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in spec.objectives)
-    constraints = "; ".join(c.text for c in spec.constraints) or "none"
+    constraints = "; ".join(spec.constraints) or "none"
     plots = "\n\n".join(f"![{name}]({p.relative_to(tables.study_dir).as_posix()})"
                         for name, p in findings.plots.items())
     notes = "".join(f"- {k}: {v}\n" for k, v in findings.notes.items())
@@ -199,7 +199,7 @@ def render(tables: StudyTables, findings: Findings) -> str:
 
 Directory `{tables.study_dir}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} ·
 objectives {objectives} · constraints {constraints} · selection {spec.selection.metric} ({spec.selection.mode}) ·
-confirmation seeds {spec.confirm_seeds} · fixed-λ reference arm `{tables.fixed_arm()}`.
+confirmation seeds {spec.confirm.seeds} · fixed-λ reference arm `{tables.fixed_arm()}`.
 
 ## Conclusions
 

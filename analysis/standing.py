@@ -18,7 +18,7 @@ def _constraint_values(tables: StudyTables, runs: pd.DataFrame) -> str:
     """Each constraint metric's values on the runs, with the constraint (``val_exact_match_A 0.11, 0.34 (needs
     >= 0.9)``); a run without a value shows as ``–``."""
     parts = []
-    for constraint in tables.spec.constraints:
+    for constraint in tables.spec.parsed_constraints():
         column = f"final_{constraint.metric}"
         values = runs[column].astype(float) if column in runs else pd.Series(float("nan"), index=runs.index)
         shown = ", ".join("–" if v != v else f"{v:.3g}" for v in values)

@@ -23,13 +23,13 @@ import math
 import pandas as pd
 
 from diffctl.arms.piecewise import CONTROL_KEYS
-from study.distill import STILL_KINDS
+from study.spec.plan import STILL_KINDS
+from study.spec.schema import FloatDistribution, IntDistribution
 
 from .compare import main_arms, paired_table, winner_runs
 from .load import StudyTables
 from .stats import BETTER, EQUIVALENT
 
-DISTILLED = "distilled_"
 CONSTANTS, REPLAY = ("final", "mean"), "replay"
 DESTINATION, SCHEDULE, FEEDBACK, INCONCLUSIVE = "destination only", "schedule", "feedback", "inconclusive"
 
@@ -80,10 +80,9 @@ def reference_box(tables: StudyTables, key: str) -> tuple[float, float] | None:
     reference = tables.fixed_arm()
     if reference is None:
         return None
-    space = tables.spec.arms.get(reference, {}).get("space", {})
-    dist = space.get(f"arm.{key}")
-    if isinstance(dist, dict) and "low" in dist:
-        return float(dist["low"]), float(dist["high"])
+    dist = tables.spec.arms[reference].space.get(f"arm.{key}") if reference in tables.spec.arms else None
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return float(dist.low), float(dist.high)
     column = f"arm.{key}"
     values = tables.trials.loc[tables.trials["arm"] == reference, column].dropna() if column in tables.trials else []
     numbers = {float(v) for v in values if isinstance(v, (int, float))}

@@ -1,4 +1,4 @@
-"""``diffctl study run | resume | status``: the study subcommands (argparse lives in ``diffctl/cli.py``).
+"""``diffctl study run | resume | status | dashboard``: the study subcommands (argparse lives in ``diffctl/cli.py``).
 
 ``run`` and ``resume`` return the study directory; the command line (``diffctl/cli.py``) then prints it and runs
 the analysis, so that this layer never imports pandas. Bad input raises :class:`diffctl.errors.InputError` before anything is created.
@@ -30,7 +30,7 @@ def spec_path(spec: str) -> str:
 def main(args: argparse.Namespace) -> Path | None:
     """Dispatch ``args.study_command``; returns the study directory after run/resume, None after status."""
     if args.study_command == "status":
-        from .state import status_lines, storage_lines
+        from .status import status_lines, storage_lines
 
         directory = Path(args.dir).absolute()
         print("\n".join(storage_lines(directory) or status_lines(directory)))

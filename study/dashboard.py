@@ -1,10 +1,12 @@
 """``diffctl study dashboard STUDY_DIR [--port P] [--host H]``: the study's Optuna journal in optuna-dashboard.
 
 The dashboard reads ``optuna.journal`` (one Optuna study per arm, see ``LAYOUT.md``) while the study may still
-be running, and never writes it: the journal is opened through a backend whose ``append_logs`` refuses, so a
-dashboard action that would change a study (delete, rename, notes, tell) fails with an error instead of
-appending to the file the study's driver appends to. Reading takes no lock (Optuna's file backend reads up to
-the size the file had when the read began, so it never sees half a record).
+be running, and never writes it. A request that would change a study (create, delete, rename, notes, tell,
+user attributes, preferences, artifacts: every POST, PUT, PATCH and DELETE but the LLM queries, which only read)
+is refused before optuna-dashboard sees it: 403 Forbidden, a JSON ``reason`` the page shows, and one log line on
+stderr. Behind that, the journal is opened through a backend whose ``append_logs`` refuses, so a write that got
+past the refusal fails instead of appending to the file the study's driver appends to. Reading takes no lock
+(Optuna's file backend reads up to the size the file had when the read began, so it never sees half a record).
 
 The server is bound before the URL is printed (a port in use is bad input, exit 2), then serves until Ctrl-C.
 ``--port 0`` takes a free port; the printed URL names it.
@@ -13,11 +15,12 @@ The server is bound before the URL is printed (a port in use is bad input, exit 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import signal
 import socketserver
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from optuna.storages import JournalStorage
@@ -26,7 +29,7 @@ from optuna_dashboard import wsgi
 
 from diffctl.errors import InputError
 
-from .searcher import JOURNAL_FILE
+from .journal import JOURNAL_FILE
 from .state import read_state
 from .trialdir import one_line
 
@@ -51,8 +54,51 @@ def read_only_storage(study_dir: Path) -> JournalStorage:
     return JournalStorage(ReadOnlyJournal(study_dir / JOURNAL_FILE))
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# optuna-dashboard's LLM queries POST a question and change no study (without an LLM provider they answer 400).
+READS_BY_POST = ("/api/llm/",)
+MAX_DRAINED = 1 << 20  # bytes of a refused request's body read and dropped (the page sends small JSON)
+
+_log = logging.getLogger(__name__)
+
+
+def refuse_writes(app: Callable, journal: Path) -> Callable:
+    """Wrap a WSGI app so that every request that could change a study is answered 403 with a JSON ``reason``
+    and one warning line, without reaching ``app``; a method that writes nothing passes, as do the LLM queries."""
+
+    def read_only_app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "")
+        if method in READ_METHODS or (method == "POST" and path.startswith(READS_BY_POST)):
+            return app(environ, start_response)
+        _drain(environ)
+        reason = f"{journal} {READ_ONLY}"
+        _log.warning("refused %s %s: %s", method, path, reason)
+        body = json.dumps({"reason": reason}).encode()
+        start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return read_only_app
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    """Read a refused request's body: closing a socket with unread input resets the connection, which can lose
+    the answer before the client reads it."""
+    try:
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_DRAINED)
+    except ValueError:
+        return
+    stream = environ.get("wsgi.input")
+    while length > 0 and stream is not None:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            break
+        length -= len(chunk)
+
+
 class _RefusalInOneLine(logging.Filter):
-    """optuna-dashboard logs a failed request with its stack trace; a refused write needs one line."""
+    """optuna-dashboard logs a failed request with its stack trace; a write that got past :func:`refuse_writes`
+    and was refused by the journal needs one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -78,7 +124,7 @@ def dashboard_command(directory: str, host: str, port: int) -> None:
     read_state(study_dir)  # refuses a directory that is no study
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port}: expected 0 to 65535 (0: any free port)")
-    app = wsgi(read_only_storage(study_dir))
+    app = refuse_writes(wsgi(read_only_storage(study_dir)), study_dir / JOURNAL_FILE)
     logging.getLogger("optuna_dashboard._bottle_util").addFilter(_RefusalInOneLine())
     try:
         server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)

@@ -11,9 +11,10 @@ from pathlib import Path
 from diffctl.config import config_from_dict
 from diffctl.model import DualVAE, param_count
 
-from .spec import StudySpec
-from .distill import phase_places
-from .trialdir import FINISHED, OK, STATE_FILE, TrialSummary, read_trials
+from .spec.configs import trial_config
+from .spec.plan import phase_places, total_trials
+from .spec.schema import StudySpec
+from .trialdir import FINISHED, OK, TRAINER_FILE, TrialSummary, read_trials
 
 # A Trainer state holds the model's float32 parameters and AdamW's two moments of each (the arm's few
 # parameters, the records and the generator state are small beside them).
@@ -34,7 +35,7 @@ def directory_bytes(path: Path) -> int:
 
 def model_state_bytes(spec: StudySpec) -> int:
     """Estimated size of one trial's ``trainer.pt``: the largest of the arms' models, with AdamW's moments."""
-    dims = {config_from_dict(spec.trial_config(arm, {})).model.latent_dim for arm in spec.arms}
+    dims = {config_from_dict(trial_config(spec, arm, {})).model.latent_dim for arm in spec.arms}
     return max(param_count(DualVAE(dim)) for dim in dims) * STATE_BYTES_PER_PARAM
 
 
@@ -81,12 +82,12 @@ def projected_need(study_dir: Path, spec: StudySpec) -> DiskNeed:
     ]
     sizes = {t.dir: directory_bytes(t.dir) for t in trials}
     ended = [t for t in trials if t.status in FINISHED]
-    states = [(t.dir / STATE_FILE).stat().st_size for t in trials if (t.dir / STATE_FILE).is_file()]
+    states = [(t.dir / TRAINER_FILE).stat().st_size for t in trials if (t.dir / TRAINER_FILE).is_file()]
     state_bytes = max(states, default=0) or model_state_bytes(spec)
     measured = [sizes[t.dir] for t in ended if t.status == OK] or [sizes[t.dir] for t in ended]
     trial_bytes = round(sum(measured) / len(measured)) if measured else state_bytes
     shared = directory_bytes(study_dir) - sum(sizes.values())
-    trials_left = max(spec.total_trials() - len(ended), 0)
+    trials_left = max(total_trials(spec) - len(ended), 0)
     return DiskNeed(
         trials_left=trials_left,
         trial_bytes=trial_bytes,

@@ -16,16 +16,11 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from .objectives import is_feasible, selection_value
-from .spec import StudySpec
-from .state import PHASE_DONE, PHASE_RUNNING, best_trial, read_state, set_phase
-from .distill import phase_places, place_bound
-from .trialdir import FINISHED, OK, SEARCH, read_trials
-
-
-def trial_place(config: dict[str, Any]) -> tuple[str, str]:
-    """(phase, arm) of a trial, from its Ray config (see ``study.pipeline``)."""
-    return config["phase"], config["arm"]
+from .spec.plan import phase_places, place_bound, total_trials
+from .spec.ranking import best_trial, is_feasible, selection_value
+from .spec.schema import StudySpec
+from .state import PHASE_DONE, PHASE_RUNNING, read_state, set_phase
+from .trialdir import FINISHED, OK, SEARCH, read_trials, trial_place
 
 
 @dataclass
@@ -51,7 +46,7 @@ class StudyProgress:
     def __init__(self, spec: StudySpec, study_dir: Path, out: TextIO = sys.stdout) -> None:
         self.spec, self.study_dir, self.out = spec, study_dir, out
         self.start = time.monotonic()
-        self.total = spec.total_trials()
+        self.total = total_trials(spec)
         self.counted: set[str] = set()  # trial ids already finished (also those of an earlier session)
         self.done_now = 0
         self.phases: dict[tuple[str, str], _Phase] = {}

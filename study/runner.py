@@ -1,7 +1,7 @@
 """Launching and resuming a study: the Ray connection, the population of each PBT arm in a Tuner of its own
-(``study.pbt``: Tune's PBT refuses a search algorithm), then the study's main ``tune.Tuner`` — every other arm's
+(``study.phases.pbt``: Tune's PBT refuses a search algorithm), then the study's main ``tune.Tuner`` — every other arm's
 Optuna search with exactly its budget, then each arm's best configurations re-run on fresh seeds (the order
-and the reasons for one Tuner are in ``study.pipeline``). The PBT Tuners come first so that the main Tuner's
+and the reasons for one Tuner are in ``study.searcher``). The PBT Tuners come first so that the main Tuner's
 searcher finds every PBT arm's search ended and its schedule written, and plans its confirmation like any arm's.
 
 ``state.json`` records each phase of each arm as it starts and ends, and ``finished`` once every trial has its
@@ -26,17 +26,17 @@ from ray.tune.execution import class_cache
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 
-from .asha import ArmASHA
-from .distill import phase_places
-from .pipeline import StudySearch, stopped_reason
-from .pbt import EXPERIMENTS as PBT_EXPERIMENTS
-from .pbt import MemberPBT, remove_checkpoints, write_schedule
 from .cluster import check_storage
+from .journal import journal_storage
+from .phases.pbt import EXPERIMENTS as PBT_EXPERIMENTS
+from .phases.pbt import MemberPBT, remove_checkpoints, write_schedule
+from .phases.search import ArmASHA, close_orphans, stopped_reason
 from .progress import ProgressCallback, StudyProgress, install
-from .searcher import close_orphans, journal_storage
+from .searcher import StudySearch
 from .snapshot import atomic_snapshots, check_snapshot
-from .spec import StudySpec, check_resources, dump_spec, load_spec
-from .state import PHASE_DONE, SPEC_FILE, new_state, read_state, write_state
+from .spec import SPEC_FILE, StudySpec, check_resources, dump_spec, load_spec
+from .spec.plan import pbt_arms, phase_places
+from .state import PHASE_DONE, new_state, read_state, write_state
 from .trainable import TrialJob, train_trial
 from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished, one_line, read_trials, trial_dirname
 
@@ -66,7 +66,6 @@ def run_study(
 ) -> Path:
     """``diffctl study run``: validate the spec, create ``<storage>/<name>/`` and run every phase."""
     spec = load_spec(spec_path, name=name, max_concurrent=max_concurrent)
-    assert spec.name is not None
     study_dir = Path(storage).absolute() / spec.name
     existing = next(p for p in study_dir.parents if p.exists())  # the storage, or the ancestor it is made in
     if not existing.is_dir():
@@ -86,7 +85,6 @@ def run_study(
 
 def create_study_dir(study_dir: Path, spec: StudySpec, address: str | None) -> None:
     """Create the study directory with its resolved ``spec.yaml`` and a fresh ``state.json``."""
-    assert spec.name is not None
     study_dir.mkdir(parents=True)
     atomic_write_text(study_dir / SPEC_FILE, dump_spec(spec))
     write_state(study_dir, new_state(spec.name, address))
@@ -161,7 +159,7 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
 
 def run_phases(study_dir: Path, spec: StudySpec) -> None:
     """Run (or resume) each PBT arm's Tuner, then the study's main Tuner: the search of every other arm, then the
-    confirmation of every arm (see ``study.pipeline``); then give Ray-ended trials their final status."""
+    confirmation of every arm (see ``study.searcher``); then give Ray-ended trials their final status."""
     storage = journal_storage(study_dir)
     progress = StudyProgress(spec, study_dir)
     install(progress)
@@ -169,7 +167,7 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         job = TrialJob(spec, str(study_dir))
         _plain_trial_actors()
         atomic_snapshots()
-        for arm in spec.pbt_arms():
+        for arm in pbt_arms(spec):
             _run_population(job, arm, progress)
         trainable = _trainable(job, spec.cpus_per_trial)
         _buffer_results(spec)
@@ -182,7 +180,7 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
     for arm in spec.arms:
         if not spec.arms[arm].is_pbt:  # a PBT arm has no Optuna study
             close_orphans(storage, arm)
-    for arm in spec.pbt_arms():  # none left by now; a study never ends with checkpoints
+    for arm in pbt_arms(spec):  # none left by now; a study never ends with checkpoints
         remove_checkpoints(study_dir / PBT_EXPERIMENTS / arm)
     state = read_state(study_dir)
     state["finished"] = True
@@ -289,7 +287,7 @@ def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tun
 
 def _new_population(study_dir: Path, spec: StudySpec, arm: str, trainable) -> tune.Tuner:
     """A PBT arm's Tuner: one trial per member (``member``: its index; ``MemberPBT`` gives it its initial
-    params), every Ray checkpoint kept while it runs (see ``study.pbt``)."""
+    params), every Ray checkpoint kept while it runs (see ``study.phases.pbt``)."""
     tune_config = tune.TuneConfig(
         scheduler=MemberPBT(spec, arm),
         num_samples=1,

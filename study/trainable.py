@@ -15,7 +15,7 @@ driver killed in between leaves a snapshot naming a deleted checkpoint, and ``Tu
 trial ("Could not recover from checkpoint as it does not exist on storage anymore", reproduced by the kill test
 of tests/test_study.py). Keeping them all costs ~2 MB per epoch and trial. The trial directory already holds
 the newest state, never older than the records beside it. The members of a population based training are the
-exception (``study.members``): a member continues from another member's state, which only Ray can hand it.
+exception (``study.phases.pbt.MemberCheckpoints``): a member continues from another member's state, which only Ray can hand it.
 
 A diverged record ends the trial normally (status ``diverged``, see ``objectives`` for what Optuna is told);
 an exception marks the trial ``error`` with a one-line reason and is re-raised so that Ray records it while
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,22 @@ from diffctl.files import atomic_torch_save
 from diffctl.train import Trainer
 
 from .cluster import this_node
-from .distill import DISTILL, distilled_trial_config
-from .members import MemberCheckpoints
-from .objectives import tune_metrics
-from .spec import StudySpec
+from .phases.distill import distilled_trial_config
+from .phases.pbt import MemberCheckpoints
+from .spec.configs import trial_config
+from .spec.ranking import tune_metrics
+from .spec.schema import StudySpec
 from .trialdir import (
     ABLATE,
+    DISTILL,
     DIVERGED,
     ERROR,
+    LOCK_FILE,
     OK,
     RUNNING,
     SEARCH,
-    LOCK_FILE,
-    STATE_FILE,
+    TRAINER_FILE,
+    Session,
     TrialInfo,
     one_line,
     read_info,
@@ -74,7 +77,9 @@ class TrialJob:
         return Path(self.study_dir) / config["phase"] / config["arm"] / trial_id
 
     def trial_info(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
-        info = TrialInfo(config["arm"], config["phase"], trial_id, params=dict(config["params"]), seed=-1)
+        """The ``trial.json`` a trial starts with, from its Ray config."""
+        info = TrialInfo(arm=config["arm"], phase=config["phase"], trial_id=trial_id, params=dict(config["params"]),
+                         seed=-1, status=RUNNING)
         if info.phase == SEARCH:
             info.sampling = config.get("sampling")
         else:
@@ -95,8 +100,8 @@ class TrialJob:
         if "arm_config" in config:  # a distilled run, or a confirmation run of a PBT arm's schedule
             return distilled_trial_config(self.spec, {"source_arm": info.arm, **config}, seed)
         if info.phase == ABLATE:  # the centre's configuration and seed with the option's overrides
-            return self.spec.trial_config(config["source_arm"], info.params, seed, config["overrides"])
-        return self.spec.trial_config(info.arm, info.params, seed)
+            return trial_config(self.spec, config["source_arm"], info.params, seed, config["overrides"])
+        return trial_config(self.spec, info.arm, info.params, seed)
 
     def state_store(self, trial_dir: Path, trial_id: str, config: dict[str, Any]) -> TrainerFile | MemberCheckpoints:
         """Where the trial keeps its state between epochs and how it reports: a PBT member's Ray checkpoints, or
@@ -110,12 +115,12 @@ class TrainerFile:
     """The state of a trial between epochs in its own ``trainer.pt`` (every trial but a PBT member)."""
 
     def __init__(self, spec: StudySpec, trial_dir: Path) -> None:
-        self.spec, self.path = spec, trial_dir / STATE_FILE
+        self.spec, self.path = spec, trial_dir / TRAINER_FILE
 
-    def resume(self, trainer: Trainer, info: TrialInfo, previous: dict[str, Any] | None) -> None:
+    def resume(self, trainer: Trainer, info: TrialInfo, previous: TrialInfo | None) -> None:
         """Continue from the last epoch saved (after a crash or a resume: the trial ran before)."""
         if previous is not None:
-            info.restarts = previous.get("restarts", 0) + 1
+            info.restarts = previous.restarts + 1
         if self.path.exists():
             trainer.load_state_dict(torch.load(self.path, weights_only=True))
 
@@ -146,21 +151,21 @@ def train_trial(config: dict[str, Any], job: TrialJob) -> None:
 def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) -> None:
     previous = read_info(trial_dir)
     store = job.state_store(trial_dir, trial_id, config)
-    if previous is not None and previous["status"] in (OK, DIVERGED):
+    if previous is not None and previous.status in (OK, DIVERGED):
         # It ended before the driver recorded that: report its last record again, leave its files alone.
         store.end()
         store.report(read_metrics(trial_dir)[-1])
         return
     info = job.trial_info(trial_id, config)
-    earlier_wall = info.wall_time_s = previous["wall_time_s"] if previous else 0.0
-    info.nodes = [*(previous.get("nodes", []) if previous else []), this_node()]  # this session's node last
+    earlier_wall = info.wall_time_s = previous.wall_time_s if previous else 0.0
+    info.nodes = [*(previous.nodes if previous else []), Session(**this_node())]  # this session's node last
     start = time.perf_counter()
     try:
-        trial_config = config_from_dict(job.trial_config(info, config))
-        info.seed = trial_config.seed
-        trainer = Trainer(trial_config)
+        trained = config_from_dict(job.trial_config(info, config))
+        info.seed = trained.seed
+        trainer = Trainer(trained)
         store.resume(trainer, info, previous)  # a trial that ran before continues where its state was saved
-        write_config(trial_dir, trial_config)
+        write_config(trial_dir, trained)
         write_metrics(trial_dir, trainer.history)
         info.epochs_done = trainer.epoch
         write_info(trial_dir, info)

@@ -1,5 +1,7 @@
 """The files of one trial directory — ``config.yaml``, ``metrics.jsonl``, ``trial.json`` (see ``LAYOUT.md``) —
-written atomically by the trainable every epoch and read back by selection, progress and ``study status``.
+written atomically by the trainable every epoch and read back by the phases, progress, ``study status`` and the
+analysis. :class:`TrialInfo` is the one model of ``trial.json``: what the trainable writes, what every reader
+validates.
 
 Trial directories are named by the Ray trial id (``trial_dirname``), so that the trainable, the driver and
 ``analysis`` find a trial's files from its id alone: ``<study>/<phase>/<arm>/<trial_id>/``.
@@ -8,30 +10,42 @@ Trial directories are named by the Ray trial id (``trial_dirname``), so that the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
 
 from diffctl.config import Config, dump_config
+from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 
+from .spec.plan import ABLATE, CONFIRM, DISTILL, PHASES, SEARCH
+
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
-STATE_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
+TRAINER_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
 LOCK_FILE = ".lock"  # held (flock) by the process training the trial
-SCHEDULE_FILE = "schedule.yaml"  # search/<arm>/schedule.yaml: a PBT arm's best member's schedule (study.pbt)
+SCHEDULE_FILE = "schedule.yaml"  # search/<arm>/schedule.yaml: a PBT arm's best member's schedule (phases.pbt)
 RUNNING, OK, DIVERGED, ERROR, STOPPED = "running", "ok", "diverged", "error", "stopped"
 FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 # The reason given to a trial that a killed driver started after its last experiment snapshot: the resumed
 # experiment does not know it and runs a new trial in its place.
 ABANDONED = "abandoned: started after the last experiment snapshot of a killed driver, replaced by a new trial"
-SEARCH, CONFIRM = "search", "confirm"
-DISTILL, ABLATE = "distill", "ablate"  # the phases made from an arm's confirmation runs (study.distill, study.ablate)
+
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]  # what Parquet stores
+__all__ = ["ABLATE", "CONFIRM", "DISTILL", "PHASES", "SEARCH"]  # the phase names, re-exported for the readers
 
 
 def trial_dirname(trial: Any) -> str:
     """Ray's ``trial_dirname_creator``: a trial's directory is its id."""
     return trial.trial_id
+
+
+def trial_place(config: dict[str, Any]) -> tuple[str, str]:
+    """(phase, arm) of a trial, from its Ray config (see ``study.searcher``)."""
+    return config["phase"], config["arm"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -40,38 +54,47 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-@dataclass
-class TrialInfo:
-    """The content of ``trial.json``."""
+class Session(BaseModel):
+    """The Ray node one session of a trial trained on."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    node_id: str
+    hostname: str
+
+
+class TrialInfo(BaseModel):
+    """The content of ``trial.json`` (its keys and their meaning: ``LAYOUT.md``). Keys a later version adds are
+    kept as they are (``extra``); a key of the wrong type is refused when read."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
 
     arm: str
-    phase: str
+    phase: Literal[PHASES]  # type: ignore[valid-type]
     trial_id: str
     params: dict[str, Any]
-    seed: int
-    status: str = RUNNING
+    seed: Int64
+    status: str  # running, then ok, diverged, error or stopped
     reason: str | None = None
-    epochs_done: int = 0
+    epochs_done: Int64 = 0
     wall_time_s: float = 0.0
-    restarts: int = 0  # sessions this trial continued from its trainer.pt (a worker died, a driver was killed)
-    # One {"node_id", "hostname"} per session, in order: the Ray node each session of the trial trained on.
-    nodes: list[dict[str, str]] = field(default_factory=list)
+    restarts: Int64 = 0  # sessions this trial continued from its trainer.pt (a worker died, a driver was killed)
+    nodes: list[Session] = []  # one per session, in order
     source_trial: str | None = None
     source_feasible: bool | None = None
     sampling: str | None = None  # search only: "random" (TPE start-up) or "model" (TPE's model)
-    # distill only (study.distill): the arm it distils, the variant, and the arm section it trains with
+    # distill only (phases.distill): the arm it distils, the variant, and the arm section it trains with
     source_arm: str | None = None
     distill: str | None = None
     distilled: dict[str, Any] | None = None
-    # ablate only (study.ablate): the question, the option, and the flat overrides applied to the centre's config
+    # ablate only (phases.ablate): the question, the option, and the flat overrides applied to the centre's config
     ablate_axis: str | None = None
     ablate_option: str | None = None
     overrides: dict[str, Any] | None = None
-    # PBT members only (study.members): each time the member continued from another member's state
+    # PBT members only (phases.pbt): each time the member continued from another member's state
     exploits: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """What ``trial.json`` holds: the keys of the trial's phase."""
         drop = {"source_trial", "source_feasible"} if self.phase == SEARCH else {"sampling"}
         if self.phase != DISTILL:
             drop |= {"distill", "distilled"}
@@ -81,7 +104,7 @@ class TrialInfo:
             drop.add("source_arm")
         if self.exploits is None:
             drop.add("exploits")
-        return {k: v for k, v in data.items() if k not in drop}
+        return self.model_dump(mode="json", exclude=drop)
 
 
 def write_config(trial_dir: Path, config: Config) -> None:
@@ -96,26 +119,44 @@ def write_info(trial_dir: Path, info: TrialInfo) -> None:
     atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
+NO_FILE = object()  # what read_json returns for a file that does not exist (a file may hold JSON's null)
+
+
 def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when there is no such file; an unreadable one raises :class:`InputError`
-    naming it."""
+    """A JSON file's content, or :data:`NO_FILE` when there is no such file; an unreadable one raises
+    :class:`InputError` naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None
+        return NO_FILE
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
 
 
-def read_info(trial_dir: Path) -> dict[str, Any] | None:
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_info(data: Any, path: Path) -> TrialInfo:
+    """``trial.json``'s content as a :class:`TrialInfo`; a wrong one raises :class:`InputError` naming the file
+    and the key."""
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object (got {_shown(data)})")
+    try:
+        return TrialInfo.model_validate(data)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "missing":
+            raise InputError(f"{path}: {'.'.join(str(p) for p in error['loc'])}: missing") from None
+        raise InputError(f"{path}: {format_config_error(error, model=None)}") from None
+
+
+def read_info(trial_dir: Path) -> TrialInfo | None:
     """trial.json, or None when there is none yet; a damaged one raises :class:`InputError` naming it."""
     path = trial_dir / TRIAL_FILE
-    info = read_json(path)
-    if info is None:
-        return None
-    if not (isinstance(info, dict) and isinstance(info.get("trial_id"), str) and isinstance(info.get("status"), str)):
-        raise InputError(f"{path}: not a trial record (an object with trial_id and status)")
-    return info
+    data = read_json(path)
+    return None if data is NO_FILE else parse_info(data, path)
 
 
 def read_metrics(trial_dir: Path) -> list[dict[str, Any]]:
@@ -137,25 +178,25 @@ class TrialSummary:
     """A trial as read back from its directory: ``trial.json`` and the last record of ``metrics.jsonl``."""
 
     dir: Path
-    info: dict[str, Any]
+    info: TrialInfo
     last: dict[str, Any]
 
     @property
     def trial_id(self) -> str:
-        return self.info["trial_id"]
+        return self.info.trial_id
 
     @property
     def status(self) -> str:
-        return self.info["status"]
+        return self.info.status
 
     @property
     def abandoned(self) -> bool:
         """Started by a killed driver after its last snapshot, and replaced by a new trial on resume."""
-        return self.info.get("reason") == ABANDONED
+        return self.info.reason == ABANDONED
 
 
 def read_trials(experiment_dir: Path) -> list[TrialSummary]:
-    """Every trial directory (with a ``trial.json``) of one Ray experiment, in trial-id order."""
+    """Every trial directory (with a ``trial.json``) of one phase and arm, in trial-id order."""
     out = []
     if experiment_dir.is_dir():
         for trial_dir in sorted(p for p in experiment_dir.iterdir() if p.is_dir()):
@@ -170,8 +211,8 @@ def mark_finished(trial_dir: Path, status: str, reason: str | None) -> None:
     """Set the final status of a trial that Ray ended without its trainable saying so (ASHA stop, a crash, a
     trial abandoned by a killed driver). Such a trial will not continue: its saved state goes."""
     info = read_info(trial_dir)
-    if info is not None and info["status"] == RUNNING:
-        info.update(status=status, reason=reason)
-        atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info, indent=1, allow_nan=False) + "\n")
-    if info is not None and info["status"] != RUNNING:
-        (trial_dir / STATE_FILE).unlink(missing_ok=True)
+    if info is not None and info.status == RUNNING:
+        info.status, info.reason = status, reason
+        write_info(trial_dir, info)
+    if info is not None and info.status != RUNNING:
+        (trial_dir / TRAINER_FILE).unlink(missing_ok=True)

@@ -1,5 +1,5 @@
 """One real tiny study for the distill and ablation tests (tests/test_distill.py, tests/test_ablate.py), built once
-per test session: the fixed arm and a controller arm reading encoder-side statistics behind a log barrier, run
+per test session (the conftest's ``derived_study`` fixture): the fixed arm and a controller arm reading encoder-side statistics behind a log barrier, run
 from the command line, SIGKILLed during its distill phase, resumed and SIGKILLed again during its ablation phase,
 then resumed to the end.
 
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from study.ablate import NOT_APPLICABLE, RUNS, SAME
-from study.distill import VARIANTS
+from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME
+from study.spec.schema import DISTILL_VARIANTS as VARIANTS
 from study_kill import Killed, killed_in_phases_and_resumed
 from tiny_specs import TINY, spec_variant
 
@@ -42,12 +40,10 @@ SPEC = spec_variant(
 )
 SEEDS = TINY["confirm"]["seeds"]
 RUNNING = [key for key, status in EXPECTED.items() if status == RUNS]
-_cache: dict[str, dict[str, Killed]] = {}
 
 
-def derived_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Killed]:
-    """Phase (``distill``, ``ablate``) -> what its kill and resume left (see :func:`killed_in_phases_and_resumed`)."""
-    if "study" not in _cache:
-        runs = {"distill": len(VARIANTS) * len(SEEDS), "ablate": len(RUNNING) * len(SEEDS)}
-        _cache["study"] = killed_in_phases_and_resumed(Path(tmp_path_factory.mktemp("derived")), SPEC, runs)
-    return _cache["study"]
+def build_derived_study(root: Path) -> dict[str, Killed]:
+    """Phase (``distill``, ``ablate``) -> what its kill and resume left (see :func:`killed_in_phases_and_resumed`);
+    the conftest's ``derived_study`` fixture builds it once per test session."""
+    runs = {"distill": len(VARIANTS) * len(SEEDS), "ablate": len(RUNNING) * len(SEEDS)}
+    return killed_in_phases_and_resumed(root, SPEC, runs)

@@ -20,8 +20,9 @@ from analysis.compare import confirmation_winner
 from analysis.load import build_tables
 from analysis.stats import VERDICTS, holm
 from diffctl.config import load_config
-from derived_study import AXES, EXPECTED, RUNNING, SEEDS, derived_study
-from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablate_label, read_plan
+from derived_study import AXES, EXPECTED, RUNNING, SEEDS
+from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME, read_plan
+from study.spec.plan import ablate_label
 from study.trialdir import ABANDONED, ERROR
 from study_kill import assert_nothing_reran
 from tiny_specs import run_diffctl
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):  # killed once some ablation run is final, not all of them
-    return derived_study(tmp_path_factory)["ablate"]
+def study(derived_study):  # killed once some ablation run is final, not all of them
+    return derived_study["ablate"]
 
 
 def _infos(study_dir: Path, label: str) -> list[tuple[Path, dict]]:

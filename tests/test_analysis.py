@@ -27,30 +27,30 @@ from analysis.compare import (
 from analysis import questions
 from analysis.load import StudyTables, build_tables
 from analysis.questions import NO_DIFFERENCE, answer_axis, grouped_table, param_importances
-from analysis.spec import Objective, holds, read_spec
+from study.spec import Objective, saved_spec
 from diffctl.cli import main
-from study.distill import VARIANTS
+from study.spec.schema import DISTILL_VARIANTS as VARIANTS
 from diffctl.errors import InputError
-from study_fixture import SPEC, make_tiny_study
+from study_fixture import SPEC, copy_study
 
 CONFIRMED_ARMS = ["fixed", "controller"]  # the third arm, "unstable", diverges and has nothing to confirm
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    return make_tiny_study(tmp_path_factory.mktemp("analysis"))
+def study(tiny_study, tmp_path_factory) -> Path:
+    return copy_study(tiny_study, tmp_path_factory.mktemp("analysis"))
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory) -> Path:
-    directory = make_tiny_study(tmp_path_factory.mktemp("analysed"))
+def analysed(tiny_study, tmp_path_factory) -> Path:
+    directory = copy_study(tiny_study, tmp_path_factory.mktemp("analysed"))
     analyze(directory)
     return directory
 
 
 # --- pieces checked against cases computed by hand ------------------------------------------------------------
 def test_pareto_mask_by_hand():
-    objectives = [Objective("loss", "min"), Objective("r", "max")]
+    objectives = [Objective(metric="loss", mode="min"), Objective(metric="r", mode="max")]
     points = pd.DataFrame({"final_loss": [1.0, 2.0, 1.5, 3.0, float("nan")],
                            "final_r": [0.5, 0.9, 0.5, 0.8, 1.0]})
     # (1.5, 0.5) is dominated by (1.0, 0.5); (3.0, 0.8) by (2.0, 0.9); a NaN row is never on the front.
@@ -60,12 +60,12 @@ def test_pareto_mask_by_hand():
 def test_feasibility_is_judged_on_the_spec_constraints(tmp_path):
     spec = dict(SPEC, constraints=["val_exact_match_B >= 0.9", "val_loss_unweighted < 30"])
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
-    ge, lt = read_spec(tmp_path).constraints
-    assert holds(ge, 0.9) and not holds(ge, 0.89) and not holds(ge, float("nan")) and not holds(ge, None)
-    assert holds(lt, 29.9) and not holds(lt, 30.0)
+    ge, lt = saved_spec(tmp_path).parsed_constraints()
+    assert ge.holds(0.9) and not ge.holds(0.89) and not ge.holds(float("nan")) and not ge.holds(None)
+    assert lt.holds(29.9) and not lt.holds(30.0)
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(dict(SPEC, epochs=0)))
     with pytest.raises(InputError, match="spec.yaml: epochs"):
-        read_spec(tmp_path)
+        saved_spec(tmp_path)
 
 
 def test_answer_axis_names_an_option_only_when_the_data_separate_them():
@@ -116,9 +116,9 @@ def test_tables_have_one_row_per_trial_and_per_trial_epoch(study):
     tables = load(study)
     n_search = sum(arm["budget"] for arm in SPEC["arms"].values())
     n_confirm = len(CONFIRMED_ARMS) * len(SPEC["confirm"]["seeds"])
-    # The study distils the controller arm's confirmation runs (3 variants a seed); the direct fixture does not.
+    # The study distils the controller arm's confirmation runs (3 variants a seed).
     n_distill = int((tables.trials["phase"] == "distill").sum())
-    assert n_distill in (0, len(VARIANTS) * len(SPEC["confirm"]["seeds"]))
+    assert n_distill == len(VARIANTS) * len(SPEC["confirm"]["seeds"])
     assert len(tables.trials) == n_search + n_confirm + n_distill == len(list(study.rglob("trial.json")))
     assert (tables.trials["phase"] == "confirm").sum() == n_confirm
     assert not tables.trials.duplicated(["arm", "phase", "trial_id"]).any()
@@ -253,15 +253,14 @@ def test_report_tables_and_plots(analysed):
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (analysed / link).is_file(), link
     plots = sorted((analysed / "plots").glob("*.png"))
-    distilled = (tables.trials["phase"] == "distill").any()  # one trajectory plot for the controller arm
-    assert len(plots) == 4 + distilled
+    assert len(plots) == 4 + 1  # and one trajectory plot for the controller arm, which is distilled
     for path in plots:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
     questions = pd.read_csv(analysed / "tables" / "questions.csv")
     regularizer = questions[questions["key"] == "arm.regularizer"].iloc[0]
     search = tables.trials[tables.trials["phase"] == "search"]
-    if search["arm.regularizer"].nunique() > 1:  # always with the direct fixture; TPE may draw one option twice
+    if search["arm.regularizer"].nunique() > 1:  # TPE may draw one option twice
         # One trial per option: below the minimum group size, so no test is run (and none is claimed).
         assert regularizer["arm"] == "controller" and regularizer["answer"].startswith("not tested")
     else:

@@ -15,7 +15,7 @@ import torch
 from diffctl.config import config_from_dict
 from diffctl.train import Trainer
 from study.disk import disk_warning, format_bytes, model_state_bytes, projected_need
-from study.spec import spec_from_dict
+from study.spec import spec_from_dict, trial_config
 from tiny_specs import TINY, spec_variant
 
 SPEC = spec_from_dict(TINY)  # 2 + 2 search trials, 2 x 2 confirmation runs: 8 in all, 2 at a time
@@ -99,7 +99,7 @@ def test_fresh_study_reckons_with_the_model_state(tmp_path, monkeypatch):
     _free(monkeypatch, 9 * state)
     assert f"less than the {format_bytes(10 * state)}" in disk_warning(tmp_path, SPEC)
     # The estimate is the size of a real trainer.pt after one epoch, within 5 %.
-    trainer = Trainer(config_from_dict(SPEC.trial_config("fixed", {})))
+    trainer = Trainer(config_from_dict(trial_config(SPEC, "fixed", {})))
     trainer.run_epoch()
     buffer = io.BytesIO()
     torch.save(trainer.state_dict(), buffer)

@@ -19,8 +19,9 @@ import pytest
 from analysis.load import build_tables
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
-from study.distill import VARIANTS, distilled_label
-from derived_study import SEEDS, derived_study
+from study.spec.plan import distilled_label
+from study.spec.schema import DISTILL_VARIANTS as VARIANTS
+from derived_study import SEEDS
 from study_kill import assert_nothing_reran
 from tiny_specs import run_diffctl
 
@@ -30,8 +31,8 @@ KEYS = ("rho", "w_recon", "w_kl", "w_rank", "w_ent")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):  # killed once some distilled run is final, not all of them
-    return derived_study(tmp_path_factory)["distill"]
+def study(derived_study):  # killed once some distilled run is final, not all of them
+    return derived_study["distill"]
 
 
 def _source_records(study_dir: Path, trial_id: str) -> list[dict]:

@@ -13,12 +13,12 @@ from diffctl.config import load_config
 from diffctl.errors import InputError
 from diffctl.reproduce import reproduce_command
 from diffctl.run import train_command
-from study_fixture import SPEC, make_tiny_study
+from study_fixture import SPEC, copy_study
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_tiny_study(tmp_path_factory.mktemp("export"))
+def study(tiny_study, tmp_path_factory):
+    return copy_study(tiny_study, tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")

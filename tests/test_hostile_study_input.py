@@ -30,7 +30,6 @@ from diffctl.errors import InputError
 from diffctl.reproduce import recorded_objective
 from study.spec import check_resources, load_spec
 from study_damage import STUDY_FILES, damage, garbled, mutations
-from study_fixture import make_tiny_study
 from test_hostile_input import HYP, assert_one_line_error, run_cli
 from tiny_specs import TINY, TINY_SPEC, write_spec
 
@@ -56,17 +55,9 @@ def no_ray():
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory) -> Path:
-    # The in-process build (no Ray, ~12 s) unless a module before built one (the modules after then share it).
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DIFFCTL_TINY_STUDY", os.environ.get("DIFFCTL_TINY_STUDY", "direct"))
-        return make_tiny_study(tmp_path_factory.mktemp("hostile"))
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_study, tmp_path_factory) -> Path:
+def exported(direct_study, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("export") / "best.yaml"
-    assert main(["export", str(tiny_study), "--arm", "fixed", "--out", str(path)]) == 0
+    assert main(["export", str(direct_study), "--arm", "fixed", "--out", str(path)]) == 0
     return path
 
 
@@ -206,10 +197,10 @@ def test_paths_that_are_no_study(command, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["analyze", "export"])
 @MANY
 @given(data=st.data(), target=st.sampled_from(sorted(STUDY_FILES)))
-def test_damaged_study_files_are_refused_before_anything_is_written(command, data, target, tiny_study, tmp_path,
+def test_damaged_study_files_are_refused_before_anything_is_written(command, data, target, direct_study, tmp_path,
                                                                     capsys):
     with scratch(tmp_path) as work:
-        study = Path(shutil.copytree(tiny_study, work / tiny_study.name))
+        study = Path(shutil.copytree(direct_study, work / direct_study.name))
         path, hostile = damage(data, study, target)
         if not hostile:
             return
@@ -218,10 +209,10 @@ def test_damaged_study_files_are_refused_before_anything_is_written(command, dat
         assert snapshot(work) == before  # no table, plot, report or export, not even a temporary file
 
 
-def test_a_spec_naming_a_metric_no_record_has_is_refused(tiny_study, tmp_path, capsys):
+def test_a_spec_naming_a_metric_no_record_has_is_refused(direct_study, tmp_path, capsys):
     for key, value in [("selection", {"metric": "bogus", "mode": "max"}), ("constraints", ["status >= 1"])]:
         with scratch(tmp_path) as work:
-            study = Path(shutil.copytree(tiny_study, work / "tiny"))
+            study = Path(shutil.copytree(direct_study, work / "tiny"))
             spec = yaml.safe_load((study / "spec.yaml").read_text())
             (study / "spec.yaml").write_text(yaml.safe_dump({**spec, key: value}))
             before = snapshot(work)
@@ -230,8 +221,8 @@ def test_a_spec_naming_a_metric_no_record_has_is_refused(tiny_study, tmp_path, c
             assert snapshot(work) == before
 
 
-def test_a_damaged_optuna_journal_costs_only_the_importances(tiny_study, tmp_path, capsys):
-    study = Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+def test_a_damaged_optuna_journal_costs_only_the_importances(direct_study, tmp_path, capsys):
+    study = Path(shutil.copytree(direct_study, tmp_path / "tiny"))
     (study / "optuna.journal").write_text('{"op_code": 0, "study_name": 3}\nnot json\n')
     assert main(["analyze", str(study)]) == 0
     assert "optuna.journal unreadable" in (study / "report.md").read_text()
@@ -276,8 +267,8 @@ STATUS_RESUME_CASES = [
 
 
 @pytest.mark.parametrize("command, named, damage_study", STATUS_RESUME_CASES)
-def test_status_and_resume_refuse_a_damaged_study(command, named, damage_study, tiny_study, tmp_path, capsys):
-    study = Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+def test_status_and_resume_refuse_a_damaged_study(command, named, damage_study, direct_study, tmp_path, capsys):
+    study = Path(shutil.copytree(direct_study, tmp_path / "tiny"))
     damage_study(study)
     before = snapshot(tmp_path)
     refused(DIR_COMMANDS[command](study, None), capsys, named)
@@ -297,8 +288,8 @@ ABLATION_PLANS = {
 
 @pytest.mark.parametrize("command", ["status", "analyze"])
 @pytest.mark.parametrize("case", sorted(ABLATION_PLANS))
-def test_a_damaged_ablation_plan_is_refused(command, case, tiny_study, tmp_path, capsys):
-    study = Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+def test_a_damaged_ablation_plan_is_refused(command, case, direct_study, tmp_path, capsys):
+    study = Path(shutil.copytree(direct_study, tmp_path / "tiny"))
     (study / "ablate.json").write_text(ABLATION_PLANS[case])
     before = snapshot(tmp_path)
     refused(DIR_COMMANDS[command](study, None), capsys, "ablate.json")
@@ -306,9 +297,9 @@ def test_a_damaged_ablation_plan_is_refused(command, case, tiny_study, tmp_path,
 
 
 # --- export arguments ----------------------------------------------------------------------------------------------
-def test_export_refuses_bad_arguments(tiny_study, tmp_path, capsys):
+def test_export_refuses_bad_arguments(direct_study, tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
-    before = snapshot(tiny_study)
+    before = snapshot(direct_study)
     cases = [
         (["--out", tmp_path], "--out"),  # a directory
         (["--out", tmp_path / "missing" / "best.yaml"], "--out"),
@@ -318,8 +309,8 @@ def test_export_refuses_bad_arguments(tiny_study, tmp_path, capsys):
         ([], "--out"),
     ]
     for extra, named in cases:
-        refused(["export", tiny_study, *extra], capsys, named)
-    assert os.listdir(tmp_path) == ["a-file"] and snapshot(tiny_study) == before
+        refused(["export", direct_study, *extra], capsys, named)
+    assert os.listdir(tmp_path) == ["a-file"] and snapshot(direct_study) == before
 
 
 # --- reproduce a tampered export -----------------------------------------------------------------------------------
@@ -370,9 +361,9 @@ def test_reproduce_refuses_bad_arguments(exported, tmp_path, capsys):
 
 
 # --- unreadable files ------------------------------------------------------------------------------------------
-def test_files_without_read_permission(tiny_study, exported, tmp_path, capsys):
+def test_files_without_read_permission(direct_study, exported, tmp_path, capsys):
     spec = write_spec(tmp_path, TINY)
-    study = Path(shutil.copytree(tiny_study, tmp_path / "tiny"))
+    study = Path(shutil.copytree(direct_study, tmp_path / "tiny"))
     locked = [spec, study / "spec.yaml", next(study.rglob("trial.json")), next(study.rglob("metrics.jsonl")),
               Path(shutil.copy(exported, tmp_path / "best.yaml"))]
     for path in locked:

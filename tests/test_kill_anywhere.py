@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
-from study.state import status_lines
+from study.status import status_lines
 from study.trialdir import FINISHED
 from study_kill import finished_trials, in_flight_trials, kill, poll_until, start_diffctl, trial_files
 from tiny_specs import TINY, diffctl_env, run_diffctl, spec_variant, write_spec

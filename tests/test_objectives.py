@@ -7,16 +7,9 @@ import pytest
 
 from diffctl.config import config_from_dict
 from diffctl.errors import InputError
-from study.objectives import (
-    ranking_score,
-    WORST,
-    constraint_values,
-    is_feasible,
-    parse_constraint,
-    record_fields,
-    selection_value,
-    tune_metrics,
-)
+from study.spec.constraints import WORST, parse_constraint
+from study.spec.probe import record_fields
+from study.spec.ranking import constraint_values, is_feasible, ranking_score, selection_value, tune_metrics
 from study.spec import spec_from_dict
 from tiny_specs import spec_variant
 

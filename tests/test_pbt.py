@@ -22,10 +22,12 @@ from diffctl.cli import main
 from diffctl.config import load_config
 from diffctl.errors import InputError
 from diffctl.files import read_jsonl
-from study.pbt import initial_params
+from study.phases.pbt import initial_params
 from study.trialdir import SCHEDULE_FILE
 from study.spec import load_spec
 from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
+from study.spec import trial_config
+from study.spec.plan import total_trials
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec
 
 MUTATIONS = {"arm.w_rank": {"type": "float", "low": 0.05, "high": 20.0, "log": True},
@@ -100,7 +102,7 @@ def test_bad_pbt_spec_fails_at_the_command_line(tmp_path, capsys):
 def test_a_pbt_spec_counts_its_population_and_draws_the_same_members(tmp_path):
     spec = load_spec(write_spec(tmp_path, SPEC), probe=False)
     # search 4 + 2; confirmation 1 x 2 seeds (PBT: its schedule only) + 1 x 2; distilled `final` of pbt: 2
-    assert spec.total_trials() == 6 + 2 + 2 + 2
+    assert total_trials(spec) == 6 + 2 + 2 + 2
     draws = initial_params(spec, "pbt")
     assert draws == initial_params(load_spec(write_spec(tmp_path, SPEC, "again.yaml"), probe=False), "pbt")
     assert len(draws) == 4 and len({d["arm.w_rank"] for d in draws}) == 4
@@ -110,8 +112,8 @@ def test_a_pbt_spec_counts_its_population_and_draws_the_same_members(tmp_path):
     assert initial_params(load_spec(write_spec(tmp_path, other, "other.yaml"), probe=False), "pbt") != draws
     thinned = {**SPEC, "epochs": 7, "base": {"eval": {"full_every": 3}}}
     spec = load_spec(write_spec(tmp_path, thinned, "thinned.yaml"), probe=False)
-    assert {2, 4, 6} <= set(spec.trial_config("pbt", draws[0])["eval"]["full_epochs"])  # ranked in full
-    assert 6 not in spec.trial_config("fixed", {})["eval"]["full_epochs"]  # other arms as before
+    assert {2, 4, 6} <= set(trial_config(spec, "pbt", draws[0])["eval"]["full_epochs"])  # ranked in full
+    assert 6 not in trial_config(spec, "fixed", {})["eval"]["full_epochs"]  # other arms as before
 
 
 # --- a real study --------------------------------------------------------------------------------------------------

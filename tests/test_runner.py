@@ -15,7 +15,7 @@ from ray.tune.execution import class_cache
 from diffctl.cli import main
 from study import runner
 from study.spec import spec_from_dict
-from study_fixture import make_tiny_study
+from study_fixture import copy_study
 from tiny_specs import spec_variant
 
 
@@ -43,10 +43,9 @@ def test_results_are_buffered_unless_asha(monkeypatch, asha, length):
 
 
 @pytest.fixture
-def finished_study(tmp_path, monkeypatch):
+def finished_study(direct_study, tmp_path, monkeypatch):
     """The tiny study (built without Ray), with Ray made unstartable: resuming a finished study must not need it."""
-    monkeypatch.setenv("DIFFCTL_TINY_STUDY", os.environ.get("DIFFCTL_TINY_STUDY", "direct"))
-    study_dir = make_tiny_study(tmp_path)
+    study_dir = copy_study(direct_study, tmp_path)
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray started")

@@ -12,8 +12,9 @@ import time
 
 import optuna
 
-from study.pipeline import StudySearch
-from study.searcher import JOURNAL_FILE, ArmSearch, JournalFlock, journal_storage
+from study.journal import JOURNAL_FILE, JournalFlock, journal_storage
+from study.phases.search import ArmSearch
+from study.searcher import StudySearch
 from study.spec import spec_from_dict
 from study.trialdir import TrialInfo, read_info, write_info
 from tiny_specs import TINY
@@ -21,7 +22,7 @@ from tiny_specs import TINY
 HOLD = """
 import sys, time
 from pathlib import Path
-from study.searcher import JournalFlock
+from study.journal import JournalFlock
 JournalFlock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -109,11 +110,12 @@ def test_a_search_trial_stopped_at_a_rung_says_so_when_it_stops(tmp_path):
         assert config["phase"] == "search" and config["arm"] == "fixed"
         trial_dir = tmp_path / "search" / "fixed" / trial_id
         trial_dir.mkdir(parents=True)
-        write_info(trial_dir, TrialInfo("fixed", "search", trial_id, params=config["params"], seed=0))
+        write_info(trial_dir, TrialInfo(arm="fixed", phase="search", trial_id=trial_id,
+                                              params=config["params"], seed=0, status="running"))
     metrics = {m: 0.5 for m in ("objective_val_loss_unweighted", "objective_triplet_r_A")}
     searcher.on_trial_complete("s1", result={"status": "ok", "epoch": 1, **metrics})
     searcher.on_trial_complete("s2", result={"status": "ok", "epoch": 4, **metrics})
     searcher.on_trial_complete("s3", error=True)
     status = {t: read_info(tmp_path / "search" / "fixed" / t) for t in ids}
-    assert (status["s1"]["status"], status["s1"]["reason"]) == ("stopped", "stopped early by ASHA after epoch 1")
-    assert status["s2"]["status"] == status["s3"]["status"] == "running"  # their own status (or _finish) decides
+    assert (status["s1"].status, status["s1"].reason) == ("stopped", "stopped early by ASHA after epoch 1")
+    assert status["s2"].status == status["s3"].status == "running"  # their own status (or _finish) decides

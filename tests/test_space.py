@@ -8,8 +8,7 @@ import warnings
 import optuna
 import pytest
 
-from study.searcher import arm_sampler_seed, tpe_sampler
-from study.space import SearchSpace
+from study.phases.search import SearchSpace, arm_sampler_seed, tpe_sampler
 from study.spec import ArmSpec, spec_from_dict
 from tiny_specs import spec_variant
 

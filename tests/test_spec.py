@@ -10,6 +10,8 @@ from diffctl.cli import main
 from diffctl.config import config_from_dict
 from diffctl.errors import InputError
 from study.spec import check_resources, dump_spec, load_spec, spec_from_dict
+from study.spec import trial_config
+from study.spec.plan import total_trials
 from tiny_specs import TINY, spec_variant, write_spec
 
 
@@ -25,8 +27,8 @@ def test_spec_resolves_and_assembles_trial_configs(tmp_path):
     assert spec.name == "spec"  # the file's stem when the spec names none
     assert spec.selection.metric == "val_loss_unweighted" and spec.selection.mode == "min"
     assert spec.max_concurrent == 3
-    assert spec.total_trials() == 4 + 2 * 1 * 2
-    data = spec.trial_config("lr", {"optim.lr": 0.001, "arm.w_rank": 0.25}, seed=1001)
+    assert total_trials(spec) == 4 + 2 * 1 * 2
+    data = trial_config(spec, "lr", {"optim.lr": 0.001, "arm.w_rank": 0.25}, seed=1001)
     config = config_from_dict(data)
     assert (config.seed, config.optim.lr, config.arm.w_rank, config.optim.epochs) == (1001, 0.001, 0.25, 2)
     assert config.eval.prior_samples == 200 and config.optim.threads == 1
@@ -36,8 +38,8 @@ def test_arm_section_of_another_kind_replaces_the_base_one(tmp_path):
     raw = spec_variant(base={"arm": {"kind": "fixed", "w_kl": 0.3}, "eval": TINY["base"]["eval"]})
     raw["arms"]["lr"]["config"] = {"arm": {"kind": "scheduled"}}
     spec = load_spec(write_spec(tmp_path, raw))
-    assert spec.trial_config("fixed", {})["arm"] == {"kind": "fixed", "w_kl": 0.3}  # merged
-    assert spec.trial_config("lr", {})["arm"] == {"kind": "scheduled"}  # replaced
+    assert trial_config(spec, "fixed", {})["arm"] == {"kind": "fixed", "w_kl": 0.3}  # merged
+    assert trial_config(spec, "lr", {})["arm"] == {"kind": "scheduled"}  # replaced
 
 
 def test_resolved_spec_round_trips(tmp_path):
@@ -125,7 +127,8 @@ BAD_SPECS = [
      "ablate.seeds: 7 is not a confirmation seed"),
     ("ablate: repeated seed", {"ablate": {"arm": "fixed", "seeds": [1001, 1001], "axes": {"q": {"a": {"arm.rho": 0.0}}}}},
      "ablate.seeds: repeated seed"),
-    ("ablate: unknown section key", {"ablate": {"arm": "fixed", "axis": {}}}, "ablate.axes: missing"),
+    ("ablate: unknown section key", {"ablate": {"arm": "fixed", "axis": {}}},
+     "ablate.axis: unknown key (did you mean ablate.axes?)"),
 ]
 
 
@@ -146,7 +149,8 @@ def test_missing_objectives_is_named(tmp_path):
 
 
 def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
-    from study.ablate import NOT_APPLICABLE, RUNS, SAME, ablated_arms, option_status
+    from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME, option_status
+    from study.spec.plan import ablated_arms
 
     axes = {"rho": {"zero": {"arm.rho": 0.0}, "as centre": {"arm.rho": 0.3}},
             "kl": {"huge": {"arm.w_kl": 5000.0}}}  # out of the arm's range: a value, not a key, is no load error
@@ -154,8 +158,8 @@ def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
     assert spec_from_dict(yaml.safe_load(dump_spec(spec))) == spec
     assert [label for label, *_ in ablated_arms(spec)] == [
         "fixed.ablate.rho.zero", "fixed.ablate.rho.as_centre", "fixed.ablate.kl.huge"]
-    assert spec.total_trials() == 4 + 2 * 1 * 2 + 3 * 1  # three options on one seed
-    data = spec.trial_config("fixed", {"arm.w_kl": 0.2}, seed=1002, overrides={"arm.rho": 0.0})
+    assert total_trials(spec) == 4 + 2 * 1 * 2 + 3 * 1  # three options on one seed
+    data = trial_config(spec, "fixed", {"arm.w_kl": 0.2}, seed=1002, overrides={"arm.rho": 0.0})
     assert (data["arm"], data["seed"]) == ({"kind": "fixed", "w_kl": 0.2, "rho": 0.0}, 1002)
     centre = {"arm.w_kl": 0.2, "arm.rho": 0.3}
     assert option_status(spec, "fixed", centre, 1002, axes["rho"]["zero"]) == (RUNS, None)
@@ -203,31 +207,31 @@ def test_existing_study_directory_is_refused(tmp_path, capsys):
 def test_a_thinned_full_evaluation_keeps_every_asha_rung_full(tmp_path):
     """With eval.full_every > 1 every trial config lists ASHA's rung epochs in eval.full_epochs (merged with the
     ones the spec lists); with full_every 1 the config is left as written; without ASHA there are no rungs."""
-    from study.full_eval import full_eval_epochs
+    from study.spec.configs import full_eval_epochs
 
     base = {"eval": dict(TINY["base"]["eval"], full_every=4, full_epochs=[5])}
     spec = load_spec(write_spec(tmp_path, spec_variant(epochs=12, base=base,
                                                        asha={"grace_period": 1, "reduction_factor": 3})))
     listed = full_eval_epochs(spec)
     assert {1, 3, 9} <= set(listed) <= set(range(1, 13))  # the rungs (and whatever else the study reads)
-    config = config_from_dict(spec.trial_config("lr", {"optim.lr": 0.001, "arm.w_rank": 0.5}, seed=1001))
+    config = config_from_dict(trial_config(spec, "lr", {"optim.lr": 0.001, "arm.w_rank": 0.5}, seed=1001))
     assert config.eval.full_epochs == sorted({5, *listed})
     assert {e for e in range(1, 13) if config.eval.full_at(e, 12)} == {1, 3, 4, 5, 8, 9, 12, *listed}
     every = dict(base["eval"], full_every=1)
     plain = spec_from_dict(spec_variant(epochs=12, base={"eval": every}, asha={"grace_period": 2}))
-    assert plain.trial_config("fixed", {})["eval"]["full_epochs"] == [5]
+    assert trial_config(plain, "fixed", {})["eval"]["full_epochs"] == [5]
     no_asha = spec_from_dict(spec_variant(epochs=12, base=base, asha=None))
     assert not {1, 9} & set(full_eval_epochs(no_asha))
 
 
 @pytest.mark.parametrize("grace, factor, epochs", [(1, 3.0, 12), (2, 2.5, 40), (10, 3.0, 40), (3, 1.5, 30), (1, 2, 1)])
 def test_rung_epochs_are_the_schedulers_rungs(grace, factor, epochs):
-    """study.full_eval's rung epochs are where ArmASHA's scheduler records a trial (first epoch >= milestone),
+    """study.spec.configs.rung_epochs are where ArmASHA's scheduler records a trial (first epoch >= milestone),
     below the last epoch (at which the scheduler stops a trial without a rung)."""
     import math
 
-    from study.asha import ArmASHA
-    from study.full_eval import rung_epochs
+    from study.phases.search import ArmASHA
+    from study.spec.configs import rung_epochs
 
     spec = spec_from_dict(spec_variant(epochs=epochs, asha={"grace_period": grace, "reduction_factor": factor}))
     scheduler = ArmASHA(spec)._by_arm["fixed"]

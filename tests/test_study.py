@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from diffctl.cli import main
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
-from study.objectives import WORST
-from study.state import status_lines
+from study.spec.constraints import WORST
+from study.status import status_lines
 from study.trialdir import read_trials
 from study_kill import finished_trials, in_flight_trials, kill, poll_until, start_diffctl, unknown_trials
 from tiny_specs import TINY, run_diffctl, write_spec

@@ -13,7 +13,7 @@ import study.trainable as trainable
 from diffctl.train import Trainer
 from study.spec import spec_from_dict
 from study.trainable import TrialJob
-from study.trialdir import METRICS_FILE, OK, STATE_FILE, TRIAL_FILE
+from study.trialdir import METRICS_FILE, OK, TRAINER_FILE, TRIAL_FILE
 from tiny_specs import TINY
 
 
@@ -74,7 +74,7 @@ def test_a_trial_killed_before_its_final_trial_json_trains_nothing_again(session
     info = json.loads((trial_dir / TRIAL_FILE).read_text())
     assert (info["status"], info["epochs_done"], info["restarts"]) == (OK, 2, 1)
     assert [r["epoch"] for r in fake.reports] == [2]  # the last record reported once, so Tune ends the trial
-    assert not (trial_dir / STATE_FILE).exists()
+    assert not (trial_dir / TRAINER_FILE).exists()
 
 
 def test_a_trial_killed_between_epochs_continues_from_its_state(session, monkeypatch):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from study.asha import ArmASHA
+from study.phases.search import ArmASHA
 from study.spec import spec_from_dict
 from study_kill import poll_until, start_diffctl
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec

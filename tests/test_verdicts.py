@@ -18,15 +18,15 @@ from analysis.export import export_command
 from analysis.load import build_tables
 from analysis.questions import grouped_table
 from diffctl.config import load_config
-from study_fixture import SPEC, make_tiny_study
+from study_fixture import SPEC
 
 SEEDS = SPEC["confirm"]["seeds"]
 LAST = SPEC["epochs"]
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    return make_tiny_study(tmp_path_factory.mktemp("verdicts"))
+def pristine(tiny_study) -> Path:
+    return tiny_study
 
 
 def _copy(pristine: Path, tmp_path: Path) -> Path:

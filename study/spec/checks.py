@@ -1,6 +1,7 @@
 """The checks of a study spec that need more than its schema: every config a trial can receive is validated by
-``diffctl.config.config_from_dict`` (each bound and choice of each searched key, every ablation override), and every
-metric named is looked up in a real epoch record of each arm kind. Every error is one line naming the key.
+``diffctl.config.config_from_dict`` (each bound and choice of each searched key, every PBT mutation, every
+ablation override's key), and every metric named is looked up in a real epoch record of each arm kind. Every
+error is one line naming the key.
 """
 
 from __future__ import annotations
@@ -8,25 +9,37 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from diffctl.config import ConfigError, config_from_dict
+import pydantic
 
-from .ablate import check_ablate
-from .objectives import check_metric, parse_constraint, record_fields
-from .spec import (
+from diffctl.arms import ARM_CLASSES
+from diffctl.arms.piecewise import CONTROL_KEYS
+from diffctl.config import Config, ConfigError, config_from_dict
+from diffctl.config import format_validation_error as format_config_error
+
+from .configs import trial_config
+from .errors import SpecError
+from .plan import ablate_label
+from .probe import check_metric, record_fields
+from .schema import (
     DERIVED_METRICS,
     LABEL_PATTERN,
     RESERVED_KEYS,
     ArmSpec,
     CategoricalDistribution,
-    as_distribution,
     Distribution,
-    SpecError,
     StudySpec,
-    distribution_values,
-    flat_keys,
-    is_active,
-    sampling_order,
+    as_distribution,
 )
+from .space import distribution_values, is_active, sampling_order
+from .trees import flat_keys
+
+# What a PBT arm may mutate: what a piecewise schedule replays (its confirmation runs replay the best member's).
+MUTABLE_KEYS = (*(f"arm.{key}" for key in CONTROL_KEYS), "optim.lr")
+# Ablation axis and option labels: letters, digits, spaces, '_', '.', '-'; 1-64 characters, no space at either end.
+ABLATE_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _.-]{0,62}[A-Za-z0-9_.-])?$")
+# Keys an ablation option may not override, and what sets them.
+ABLATE_FIXED_KEYS = {"seed": "ablate.seeds", "arm": "the ablated arm",
+                     "arm.kind": "the ablated arm (an option keeps its kind)"}
 
 
 def check_spec(spec: StudySpec, probe: bool = True) -> None:
@@ -43,12 +56,9 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
         _check_arm(spec, label, arm)
     if len(set(spec.confirm.seeds)) != len(spec.confirm.seeds):
         raise SpecError(f"confirm.seeds: repeated seed in {spec.confirm.seeds}")
-    constraints = [parse_constraint(text, f"constraints[{i}]") for i, text in enumerate(spec.constraints)]
-    uses = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(spec.objectives)]
     if len({o.metric for o in spec.objectives}) != len(spec.objectives):
         raise SpecError("objectives: the same metric is listed twice")
-    uses.append(("selection.metric", spec.selection.metric if spec.selection else spec.objectives[0].metric))
-    uses += [(f"constraints[{i}]", c.metric) for i, c in enumerate(constraints)]
+    uses = spec.named_metrics()  # parses every constraint: a malformed one is refused here
     uses += [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
     check_ablate(spec)
     if not probe:
@@ -57,7 +67,7 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
     for label in spec.arms:
         # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
         # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
-        config = config_from_dict(spec.trial_config(label, {}))
+        config = config_from_dict(trial_config(spec, label, {}))
         config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
         kind = config.arm.kind
         if kind not in probed:
@@ -77,7 +87,7 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
     _arm_kind(spec, label)
     for params in _sample_params(space):
         try:
-            config = config_from_dict(spec.trial_config(label, params))
+            config = config_from_dict(trial_config(spec, label, params))
         except ConfigError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
             raise SpecError(f"{where}.{'pbt.mutations' if arm.is_pbt else 'space'}: {exc} (with {shown})") from None
@@ -90,7 +100,7 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
 def _arm_kind(spec: StudySpec, label: str) -> str:
     """The arm kind of the arm's config without sampled keys; an invalid config is an error naming the arm."""
     try:
-        return config_from_dict(spec.trial_config(label, {})).arm.kind
+        return config_from_dict(trial_config(spec, label, {})).arm.kind
     except ConfigError as exc:
         raise SpecError(f"arms.{label}.config: {exc}") from None
 
@@ -113,8 +123,6 @@ def _check_space(where: str, arm: ArmSpec) -> dict[str, Distribution]:
 def _check_pbt(spec: StudySpec, label: str, arm: ArmSpec) -> dict[str, Distribution]:
     """A PBT arm: a population of fixed-arm members whose mutated keys a piecewise schedule can replay; returns
     its mutation ranges as distributions (each bound is then checked against diffctl like a space's)."""
-    from .pbt import MUTABLE_KEYS  # pbt reads the spec: imported here
-
     where = f"arms.{label}"
     if arm.space:
         raise SpecError(f"{where}.space: not used with search: pbt (its ranges are {where}.pbt.mutations)")
@@ -189,3 +197,69 @@ def _active(space: dict[str, Distribution], chosen: dict[str, Any]) -> dict[str,
         if is_active(space[key], params):
             params[key] = chosen[key]
     return params
+
+
+# --- the ablation section ---------------------------------------------------------------------------------------
+def check_ablate(spec: StudySpec) -> None:
+    """Every check of the ``ablate`` section beyond its schema; raises :class:`SpecError` naming the key."""
+    ablate = spec.ablate
+    if ablate is None:
+        return
+    if ablate.arm not in spec.arms:
+        raise SpecError(f"ablate.arm: unknown arm {ablate.arm!r} (arms: {', '.join(spec.arms)})")
+    seeds = ablate.seeds or []
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"ablate.seeds: repeated seed in {seeds}")
+    if outside := [s for s in seeds if s not in spec.confirm.seeds]:
+        raise SpecError(f"ablate.seeds: {outside[0]} is not a confirmation seed (each run's reference is the "
+                        "centre's confirmation run on the same seed; null: every confirmation seed)")
+    fixed = {**RESERVED_KEYS, **ABLATE_FIXED_KEYS}
+    labels: dict[str, str] = {}
+    for axis, options in ablate.axes.items():
+        _check_ablate_label(f"ablate.axes.{axis}", axis)
+        for option, overrides in options.items():
+            where = f"ablate.axes.{axis}.{option}"
+            _check_ablate_label(where, option)
+            label = ablate_label(ablate.arm, axis, option)
+            if label in labels or label in spec.arms:
+                other = labels.get(label, f"arms.{label}")
+                raise SpecError(f"{where}: its arm label {label!r} is also that of {other} (spaces become '_')")
+            labels[label] = where
+            for key in overrides:
+                if key in fixed:
+                    raise SpecError(f"{where}.{key}: not ablatable, set by {fixed[key]}")
+            _check_override_keys(spec, ablate.arm, where, overrides)
+
+
+def _check_ablate_label(where: str, label: str) -> None:
+    if not ABLATE_LABEL.match(label):
+        raise SpecError(f"{where}: a label uses letters, digits, spaces, '_', '.', '-' (1-64 characters, "
+                        "starting with a letter or digit)")
+
+
+def _check_override_keys(spec: StudySpec, arm: str, where: str, overrides: dict[str, Any]) -> None:
+    """Refuse a key that no config of the arm's kind has: one the schema does not know, or one that goes on below
+    a value (``arm.rho.x``). A value the arm refuses is no load error: whether it applies depends on the centre
+    (the option is then "not applicable" when planned)."""
+    base = trial_config(spec, arm, {})
+    try:
+        Config.model_validate(trial_config(spec, arm, {}, overrides=overrides))
+    except SpecError as exc:
+        raise SpecError(f"{where}.{exc}") from None
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            if error["type"] == "extra_forbidden":
+                raise SpecError(f"{where}.{format_config_error(error)}") from None
+            loc = [p for i, p in enumerate(error["loc"]) if not (i == 1 and p in ARM_CLASSES)]
+            for key in overrides:  # a mapping the dotted key made where the schema holds a value
+                parts = key.split(".")
+                if len(loc) < len(parts) and parts[:len(loc)] == loc and not _has_path(base, loc):
+                    raise SpecError(f"{where}.{key}: unknown key ({'.'.join(loc)} is not a section)") from None
+
+
+def _has_path(data: dict[str, Any], path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True

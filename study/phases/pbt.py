@@ -7,7 +7,7 @@ the whole population is ranked on the spec's selection metric, feasible members 
 (``study.objectives.ranking_score``; synchronously: a member waits until every member has reached that epoch), and each member of the worst ``quantile_fraction`` continues from the state of one of
 the best (model, optimiser, generator and records: ``Trainer.state_dict()``) with that member's values of the
 mutated keys perturbed or, with ``resample_probability``, drawn afresh from their range (clipped to it). Members
-are the arm's search trials (``search/<arm>/<trial_id>/``); the worker side is ``study.members``.
+are the arm's search trials (``search/<arm>/<trial_id>/``); the worker side is :class:`MemberCheckpoints` below.
 
 Ray Tune's ``PopulationBasedTraining`` refuses a Tuner that has a search algorithm and must see every result as
 it comes, so each PBT arm runs in a Tune experiment of its own, ``ray_pbt/<arm>/``, before the study's Optuna
@@ -17,8 +17,21 @@ removed once it has finished (:func:`remove_checkpoints`).
 The best member (the selection rule on its final record, feasible first) then gives the arm's **schedule**: its
 per-epoch values of rho, the weights and, where mutated, the learning rate, as a piecewise arm
 (``search/<arm>/schedule.yaml``, a whole diffctl config). The arm's confirmation runs replay that schedule on the
-confirmation seeds; its distilled baselines hold its constants (``final``, ``mean``; the replay is the
-confirmation itself).
+confirmation seeds (``study.phases.confirm``); its distilled baselines hold its constants (``final``, ``mean``;
+the replay is the confirmation itself).
+
+The worker side (:class:`MemberCheckpoints`): a member reports a Ray checkpoint at every perturbation epoch (a
+multiple of ``pbt.perturbation_interval`` before the last epoch): ``trainer.pt`` (``Trainer.state_dict()``, its
+records included) and ``member.json`` ({"trial_id", "epoch"}: whose state it is), staged in the trial directory
+(``.checkpoint/``) and copied by Tune into the PBT experiment (``ray_pbt/<arm>/<trial_id>/checkpoint_*``). A
+member that starts with a checkpoint (``tune.get_checkpoint()``) continues from it: its own (paused until the
+population caught up; or restarted after its worker or the driver died: the epochs after that checkpoint are
+trained again, deterministically, and the session counts as a restart), or another member's (an exploit: it
+takes that state with its own, perturbed config — the weights, rho and learning rate of its config,
+``Trainer.adopt_state_dict``; its ``metrics.jsonl`` becomes the source's records up to that epoch, and
+``trial.json`` gains ``{"epoch", "source_trial", "before", "after"}`` in ``exploits``). Every report carries
+``pbt_score`` (:data:`SCORE`): the record's rank in the population, larger is better
+(``study.spec.ranking.ranking_score``).
 
 Reproducibility: the initial draws depend on ``pbt.seed`` only; each perturbation draws from a generator seeded
 with ``pbt.seed``, the member's index and the epoch, so a resumed study perturbs as an uninterrupted one would.
@@ -26,6 +39,7 @@ with ``pbt.seed``, the member's index and the epoch, so a resumed study perturbs
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -33,21 +47,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
+from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
 from diffctl.arms.piecewise import CONTROL_KEYS, schedule_from_records
 from diffctl.config import config_from_dict, dump_config, load_config
 from diffctl.files import atomic_write_text
+from diffctl.train import Trainer
 
-from .members import SCORE, STAGING_DIR
-from .objectives import confirmation_sources
-from .spec import MutationFloat, MutationInt, StudySpec
-from .trialdir import CONFIRM, OK, SCHEDULE_FILE, SEARCH, TrialSummary, read_metrics, read_trials
+from ..spec.ranking import confirmation_sources, ranking_score, tune_metrics
+from ..spec.schema import MutationFloat, MutationInt, StudySpec
+from ..trialdir import OK, SCHEDULE_FILE, SEARCH, TRAINER_FILE, TrialInfo, TrialSummary, read_metrics, read_trials
 
-MUTABLE_KEYS = (*(f"arm.{key}" for key in CONTROL_KEYS), "optim.lr")  # what a piecewise schedule replays
 EXPERIMENTS = "ray_pbt"  # <study>/ray_pbt/<arm>/: the Tune experiment of each PBT arm
 CHECKPOINT_GLOB = "checkpoint_*"  # Tune's name for a reported checkpoint in a trial's experiment directory
+STAGING_DIR = ".checkpoint"  # where a member writes a checkpoint before Tune copies it into the experiment
+MEMBER_FILE = "member.json"
+SCORE = "pbt_score"  # what a member reports for the ranking (ranking_score), larger is better
 
 
 def draw(rng: Any, mutation: MutationFloat | MutationInt) -> float | int:
@@ -178,6 +196,62 @@ class MemberPBT(PopulationBasedTraining):
             random.setstate(outside)
 
 
+# --- the worker side: a member's state between sessions -------------------------------------------------------
+class MemberCheckpoints:
+    """The state of a PBT member between sessions: Ray checkpoints at its perturbation epochs."""
+
+    def __init__(self, spec: StudySpec, trial_dir: Path, trial_id: str, arm: str) -> None:
+        self.spec, self.trial_id = spec, trial_id
+        self.staging = trial_dir / STAGING_DIR
+        self.interval = spec.arms[arm].pbt.perturbation_interval
+
+    def resume(self, trainer: Trainer, info: TrialInfo, previous: TrialInfo | None) -> None:
+        """Continue from the checkpoint Tune hands the member (its own, or the member it exploits), if any."""
+        info.exploits = list(previous.exploits or []) if previous else []
+        info.restarts = previous.restarts if previous else 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                state = torch.load(Path(directory) / TRAINER_FILE, weights_only=True)
+                owner = json.loads((Path(directory) / MEMBER_FILE).read_text(encoding="utf-8"))
+            if owner["trial_id"] == self.trial_id:
+                trainer.load_state_dict(state)
+            else:
+                trainer.adopt_state_dict(state)
+                _record_exploit(info, owner, previous.params if previous else {})
+        if previous is not None and previous.epochs_done > trainer.epoch:  # epochs written after this state are trained again
+            info.restarts += 1
+
+    def save(self, trainer: Trainer) -> None:
+        """Nothing between perturbation epochs: the state travels with the reports (:meth:`report`)."""
+
+    def end(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def report(self, record: dict[str, Any], trainer: Trainer | None = None) -> None:
+        """Report the record with its score; at a perturbation epoch, with a checkpoint of ``trainer``."""
+        metrics = {**record, **tune_metrics(self.spec, record), SCORE: ranking_score(self.spec, record)}
+        if trainer is None or trainer.finished or trainer.epoch % self.interval:
+            tune.report(metrics)
+            return
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir()
+        torch.save(trainer.state_dict(), self.staging / TRAINER_FILE)
+        owner = {"trial_id": self.trial_id, "epoch": trainer.epoch}
+        (self.staging / MEMBER_FILE).write_text(json.dumps(owner) + "\n", encoding="utf-8")
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(self.staging)))
+
+
+def _record_exploit(info: TrialInfo, owner: dict[str, Any], before: dict[str, Any]) -> None:
+    """Add the exploit to ``trial.json``'s ``exploits`` (once: a member restarted before its next checkpoint
+    takes the same state again)."""
+    entry = {"epoch": owner["epoch"], "source_trial": owner["trial_id"],
+             "before": {key: before.get(key) for key in info.params}, "after": dict(info.params)}
+    last = info.exploits[-1] if info.exploits else {}
+    if (last.get("epoch"), last.get("source_trial")) != (entry["epoch"], entry["source_trial"]):
+        info.exploits.append(entry)
+
+
 # --- after the population has trained ---------------------------------------------------------------------------
 def remove_checkpoints(experiment_dir: Path) -> int:
     """Remove the Ray checkpoints of a finished PBT experiment (and a member's staging directory, see
@@ -215,18 +289,3 @@ def write_schedule(spec: StudySpec, study_dir: Path, arm: str) -> Path | None:
     path = study_dir / SEARCH / arm / SCHEDULE_FILE
     atomic_write_text(path, dump_config(config_from_dict(data)))
     return path
-
-
-def schedule_runs(spec: StudySpec, study_dir: Path, arm: str) -> list[dict[str, Any]]:
-    """The Ray configs of a PBT arm's confirmation runs: its best member's schedule on every confirmation seed
-    (none when no member ran every epoch)."""
-    found = best_member(spec, study_dir, arm)
-    path = study_dir / SEARCH / arm / SCHEDULE_FILE
-    if found is None or not path.is_file():
-        return []
-    member, feasible = found
-    schedule = load_config(path).arm.model_dump(mode="json")
-    return [{"phase": CONFIRM, "arm": arm, "params": dict(member.info["params"]), "seed": seed,
-             "source_trial": member.trial_id, "source_feasible": feasible, "arm_config": schedule}
-            for seed in spec.confirm.seeds]
-

@@ -1,0 +1,66 @@
+"""The distilled baselines of an adaptive arm: trajectory or destination?
+
+After an arm's confirmation runs, each finished run is re-trained on its own seed with its weights and rho taken
+from its records instead of from the arm: held constant from step 0 at the last epoch's means (``final``) or the
+whole run's means (``mean``) with the fixed arm, or replayed open loop, epoch by epoch, with the piecewise arm
+(``replay``: the same schedule, no feedback; it replays the learning rate too where the source's moved).
+Everything else — model, data, optimiser, evaluation, the source's other sampled keys, the seed — is the
+source run's. If a constant baseline matches the arm, the arm only found a destination; if the replay matches
+it but the constants do not, its schedule did the work; if it beats its own replay, its feedback did.
+
+Each variant is an arm label of its own, ``<arm>.distilled_<variant>``, in the phase ``distill``
+(``<study>/distill/<label>/<trial_id>/``). Distilled are the arms whose weights or rho can move: every arm kind
+but ``fixed``, and a PBT arm (``study.phases.pbt``: its confirmation runs replay a schedule; ``replay`` would
+repeat them, so it has ``final`` and ``mean`` only, with its best member's last learning rate). ``confirm.distill``
+lists the variants; an empty list turns the phase off (``study.spec.plan.distilled_arms``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diffctl.arms.piecewise import CONTROL_KEYS, constant_from_records, schedule_from_records
+
+from ..spec.configs import trial_config
+from ..spec.plan import Planned, distilled_arms
+from ..spec.schema import StudySpec
+from ..trialdir import CONFIRM, DISTILL, OK, read_metrics, read_trials
+
+
+def _moves(records: list[dict[str, Any]], key: str) -> bool:
+    values = {r.get(key) for r in records if r.get("status") == OK}
+    return len(values) > 1
+
+
+def distilled_arm_config(records: list[dict[str, Any]], variant: str) -> dict[str, Any]:
+    """The ``arm`` section of a distilled run of a source run with these records."""
+    if variant == "replay":
+        keys = (*CONTROL_KEYS, *(("lr",) if _moves(records, "lr") else ()))
+        return {"kind": "piecewise", "segments": schedule_from_records(records, keys)}
+    return constant_from_records(records, variant)
+
+
+def plan(spec: StudySpec, study_dir: Path, arm: str) -> Planned:
+    """The Ray configs of the distilled runs of an arm: every variant of every confirmation run that finished."""
+    variants = [(label, variant) for label, source, variant in distilled_arms(spec) if source == arm]
+    runs = []
+    for run in (t for t in read_trials(study_dir / CONFIRM / arm) if t.status == OK):
+        records = read_metrics(run.dir)
+        for label, variant in variants:
+            runs.append({
+                "phase": DISTILL, "arm": label, "params": dict(run.info.params), "seed": run.info.seed,
+                "source_trial": run.trial_id,
+                "source_feasible": run.info.source_feasible if run.info.source_feasible is not None else True,
+                "source_arm": arm, "distill": variant, "arm_config": distilled_arm_config(records, variant),
+            })
+    return Planned(runs)
+
+
+def distilled_trial_config(spec: StudySpec, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The diffctl config (as a dict) of a run whose arm section is given (a distilled run, or a confirmation run
+    of a PBT arm's schedule): its source arm's trial config, the source's params and seed, with the arm section
+    replaced by ``config["arm_config"]``."""
+    data = trial_config(spec, config["source_arm"], config["params"], seed)
+    data["arm"] = dict(config["arm_config"])
+    return data

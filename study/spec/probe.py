@@ -1,0 +1,41 @@
+"""The record fields a spec may name, read off a real one-step epoch of diffctl's trainer (never a hand-kept
+list): a metric the records of an arm do not carry is refused when the spec is loaded, naming the key."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from diffctl.config import Config, config_from_dict
+from diffctl.data import make_split
+from diffctl.train import STATUS_OK, Trainer
+
+from .constraints import is_number
+from .errors import SpecError
+
+
+@functools.lru_cache(maxsize=32)
+def _probe(config_json: str) -> dict[str, Any]:
+    return Trainer(config_from_dict(json.loads(config_json))).run_epoch()
+
+
+def record_fields(config: Config, where: str) -> dict[str, Any]:
+    """One real epoch record of ``config``'s arm, from a cheap probe: the whole training split in one batch,
+    one epoch, tiny evaluation samples. Its keys are exactly the fields that arm's records carry."""
+    data = config.to_dict()
+    data["data"]["batch_size"] = len(make_split(config.data.split_seed).train)
+    data["optim"]["epochs"] = 1
+    data["eval"].update(prior_samples=16, triplet_indices=16, triplets=16, full_epochs=[])  # its epoch is full
+    record = _probe(json.dumps(data, sort_keys=True))
+    if record.get("status") != STATUS_OK:
+        raise SpecError(f"{where}: a one-step probe epoch diverged ({record.get('reason')}); cannot check metrics")
+    return record
+
+
+def check_metric(metric: str, fields: dict[str, Any], where: str, arm: str) -> None:
+    if metric not in fields:
+        known = ", ".join(sorted(k for k, v in fields.items() if is_number(v)))
+        raise SpecError(f"{where}: unknown metric {metric!r} (records of arm {arm} have: {known})")
+    if not is_number(fields[metric]):
+        raise SpecError(f"{where}: {metric!r} is not a numeric record field")
