@@ -20,7 +20,8 @@ import pandas as pd
 
 from study.phases.ablate import RUNS, AblationPlan, read_plan
 
-from .compare import confirmation_winner, feasible_share, paired_table
+from .compare import paired_table
+from .runs import confirm_runs, confirmation_winner, feasible_share
 from .load import StudyTables
 from .stats import BETTER, NOT_TESTED, WORSE, describe
 
@@ -43,7 +44,10 @@ def paired_vs_centre(tables: StudyTables, plan: AblationPlan | None) -> pd.DataF
         options = {o.label: o for o in plan.options if o.axis == axis and o.status == RUNS}
         if not options:
             continue
-        paired = paired_table(tables, [(label, plan.arm) for label in options], ["budget", "metric"])
+        centre = confirm_runs(tables, plan.arm)
+        centre = centre[centre["source_trial"] == plan.centre].assign(replicate=0)  # one configuration: its runs
+        paired = paired_table(tables, [(label, plan.arm) for label in options], ["budget", "metric"],
+                              runs={plan.arm: centre})
         paired = paired[paired["metric"].isin(tracked)]
         frames.append(paired.assign(axis=axis, option=[options[label].option for label in paired["arm"]],
                                     label=paired["arm"]))
@@ -86,7 +90,7 @@ def _caveat(tables: StudyTables, plan: AblationPlan, label: str, paired: pd.Data
     centre, _ = feasible_share(tables, plan.arm)
     worse = paired[(paired["label"] == label) & (paired["budget"] == 1.0) & (paired["verdict"] == WORSE)
                    & paired["metric"].isin([o.metric for o in tables.spec.objectives])]
-    notes = [f"feasible on {feasible}/{seeds} seeds (the centre {centre}/{seeds})"] if feasible < seeds else []
+    notes = [f"feasible on {feasible}/{seeds} runs (the centre {centre}/{seeds})"] if feasible < seeds else []
     if verdict == BETTER and not worse.empty:
         notes.append("worse on " + ", ".join(worse["metric"]))
     if not notes:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ablation, collapse, compare, pbt, questions, trajectory
+from . import ablation, audit, collapse, compare, fairness, pbt, quality, questions, trajectory, tuning
 from .load import build_tables, save_tables
 from .plots import make_plots
+from .plots_compare import expected_best_plot
 from .report import Findings, cost_table, write_report
 
 
@@ -29,14 +30,17 @@ def analyze(study_dir: str | Path) -> Path:
     ablation_answers = ablation.answers(tables, plan, ablated)
     ablation_lines = ablation.answer_lines(tables, plan, ablation_answers)
     lineage = pbt.lineage_table(tables)
+    audited = audit.pruning_audit(tables)
+    expected = tuning.expected_best(tables)
+    compute, freedom = fairness.compute_table(tables), fairness.freedom_table(tables)
     findings = Findings(
         tables={
             "cost": cost_table(tables),
             "search": compare.search_table(tables),
             "confirm_summary": summary,
             "paired_vs_fixed": paired,
-            "epochs_to_target": compare.epochs_to_target(tables),
-            "quality_frontier": compare.quality_frontier(tables),
+            "epochs_to_target": quality.epochs_to_target(tables),
+            "quality_frontier": quality.quality_frontier(tables),
             "box_check": box,
             "paired_vs_distilled": distilled,
             "trajectory": levels,
@@ -48,6 +52,12 @@ def analyze(study_dir: str | Path) -> Path:
             "ablation": ablated,
             "ablation_answers": ablation_answers,
             "pbt_lineage": lineage,
+            "pruning_audit": audited,
+            "audit_summary": audit.audit_summary(audited),
+            "expected_best": expected,
+            "replicate_spread": tuning.replicate_spread(tables),
+            "compute": compute,
+            "freedom": freedom,
         },
         winner=winner,
         winner_sentence=sentence,
@@ -55,8 +65,12 @@ def analyze(study_dir: str | Path) -> Path:
         extra_conclusions=trajectory.level_lines(tables, levels) + ablation_lines,
         ablation_lines=ablation_lines,
         pbt_lines=pbt.pbt_section(tables, lineage),
+        audit_lines=audit.audit_lines(tables, audited),
+        fairness_lines=fairness.fairness_lines(tables, compute, freedom),
     )
     findings.plots = make_plots(tables, summary)
+    if not expected.empty:
+        findings.plots["expected_best"] = expected_best_plot(tables, expected, tables.study_dir / "plots" / "expected_best.png")
     return write_report(tables, findings)
 
 

@@ -1,17 +1,17 @@
 """Arms against a reference arm: the search's Pareto fronts and selections, then the confirmation seeds.
 
 Every comparison uses metrics that no arm's weights scale; the weighted training loss is never compared across
-arms. Each arm is represented on the confirmation seeds by its *confirmed configuration*: among the search
-trials it confirmed, the one with the most feasible confirmation seeds, then the fewest failed ones (diverged,
-errored or missing), then the best mean selection metric (:func:`source_ranking`). Every spec seed counts: a
-seed whose run diverged, failed or is missing is an infeasible seed, and an arm wins only when every seed of
-its confirmed configuration is feasible.
+arms. Each arm is represented on the confirmation seeds by its representing runs (``analysis.runs``: each search
+replicate's confirmed configuration on every seed). Every spec seed counts: a run that diverged, failed or is
+missing is an infeasible one, and an arm wins only when every run is feasible.
 
-Comparisons are paired by seed and made at every budget of the anytime comparison (``confirm.budgets``) on the
-compared metrics, on the area under the selection metric's curve (its mean over the epochs so far) and on the
-epochs to reach val exact match >= 0.99 on both VAEs (censored at the budget); the statistics and verdicts are
-``analysis.stats``'. A family for Holm's correction is every arm against the reference on one metric at one
-budget.
+Comparisons are paired by seed — each arm's value on a seed is its mean over its replicates — and made at every
+budget of the anytime comparison (``confirm.budgets``) on the compared metrics, on the area under the selection
+metric's curve (its mean over the epochs so far) and on the epochs to reach val exact match >= 0.99 on both VAEs
+(censored at the budget); the statistics and verdicts are ``analysis.stats``'. With several replicates a
+``better`` or ``worse`` verdict needs every replicate of the arm to differ from the reference in the same
+direction, and each comparison carries P(A beats B) with its interval. A family for Holm's correction is every
+arm against the reference on one metric at one budget.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.spec.ranking import ConfirmedRun, rank_sources
+from study.spec import Objective
 from study.spec.schema import DERIVED_METRICS
 
 from .load import StudyTables
-from study.spec import Objective
-from .stats import BETTER, WORSE, decide, paired_test, t_interval
+from .runs import feasible_share, winner_runs
+from .stats import BETTER, INCONCLUSIVE, WORSE, decide, p_better, paired_test, seeds_needed, t_interval
 
 MAIN_METRICS = [
     f"{name}_{vae}"
@@ -35,8 +35,6 @@ MAIN_METRICS = [
 ]
 EXACT_TARGET = 0.99
 EPOCHS_TO_EXACT = DERIVED_METRICS[0]  # first epoch with val exact match >= EXACT_TARGET on both VAEs
-ABANDONED = "abandoned"  # the reason of a trial replaced after a killed driver: not a run of its seed
-FAILED = "failed"
 
 
 def compared_metrics(tables: StudyTables) -> list[Objective]:
@@ -72,8 +70,9 @@ def search_table(tables: StudyTables) -> pd.DataFrame:
     """Every search trial with its final objectives, feasibility, Pareto membership and the selected one.
 
     ``pareto``: on the front of the arm's usable trials; ``pareto_feasible``: on the front of its feasible
-    trials; ``selected``: the trial the spec's selection rule picks, as the study does: the best selection
-    metric among feasible trials that ran every epoch, else (none feasible) among all that ran every epoch;
+    trials; ``selected``: the trial the spec's selection rule picks in each replicate, as the study does: the best
+    selection metric among feasible trials that ran every epoch, else (none feasible) among all that ran every
+    epoch;
     ``sampling``: ``random`` (TPE's start-up) or ``model`` (TPE's model).
     """
     spec, trials = tables.spec, tables.trials
@@ -91,6 +90,8 @@ def search_table(tables: StudyTables) -> pd.DataFrame:
         search.loc[usable.index, "pareto"] = pareto_mask(usable, spec.objectives)
         feasible = group[group["feasible"]]
         search.loc[feasible.index, "pareto_feasible"] = pareto_mask(feasible, spec.objectives)
+    for _, group in search.groupby(["arm", "replicate"], sort=False):
+        usable = group[group["usable"]]
         column = f"final_{spec.selection.metric}"
         full = usable[usable["final_epoch"] >= spec.epochs]
         pool = full[full["feasible"]] if full["feasible"].any() else full
@@ -99,111 +100,38 @@ def search_table(tables: StudyTables) -> pd.DataFrame:
         )
         if not ranked.empty:
             search.loc[ranked.index[0], "selected"] = True
-    keep = ["arm", "trial_id", "status", "reason", "sampling", "params", *(f"final_{o.metric}" for o in objectives)]
+    keep = ["arm", "replicate", "trial_id", "status", "reason", "sampling", "params",
+            *(f"final_{o.metric}" for o in objectives)]
     return search[[*keep, "feasible", "pareto", "pareto_feasible", "selected"]].reset_index(drop=True)
 
 
-# --- the runs that represent an arm on the confirmation seeds ---------------------------------------------------
-def _replaced(trials: pd.DataFrame) -> pd.Series:
-    reason = trials["reason"].fillna("").astype(str)
-    return (trials["status"] == "error") & reason.str.startswith(ABANDONED)
-
-
-def _source(runs: pd.DataFrame) -> pd.Series:
-    """The search trial each confirmation run repeats (runs without one form a single group)."""
-    return runs["source_trial"].map(lambda v: "?" if v is None or v != v else str(v))
-
-
-def confirm_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
-    """Every confirmation run of the arm (any status) except trials replaced after a killed driver."""
-    trials = tables.trials
-    return trials[(trials["phase"] == "confirm") & (trials["arm"] == arm) & ~_replaced(trials)]
-
-
-def source_ranking(tables: StudyTables, arm: str) -> pd.DataFrame:
-    """Per confirmed search trial of the arm: seeds feasible, seeds failed (diverged, errored or missing) and the
-    mean selection metric over its finished runs, best first (``study.objectives.rank_sources``: feasible seeds,
-    then fewest failed, then mean)."""
-    runs = confirm_runs(tables, arm)
-    column = f"final_{tables.spec.selection.metric}"
-    confirmed = [
-        ConfirmedRun(source, int(r["seed"]), bool(r["usable"]), bool(r["feasible"]),
-                     float(r[column]) if column in r and r["usable"] and r[column] == r[column] else math.nan)
-        for source, (_, r) in zip(_source(runs), runs.iterrows())
-    ]
-    ranked = rank_sources(confirmed, tables.spec.confirm.seeds, tables.spec.selection.mode)
-    table = pd.DataFrame(ranked, columns=["source", "feasible", "failed", "mean"])
-    return table.rename(columns={"source": "source_trial"})
-
-
-def confirmation_winner(tables: StudyTables, arm: str) -> str | None:
-    """The arm's confirmed configuration (its source search trial), or None when it has no confirmation run."""
-    ranking = source_ranking(tables, arm)
-    return None if ranking.empty else str(ranking["source_trial"].iloc[0])
-
-
-def derived_runs(tables: StudyTables, arm: str) -> pd.DataFrame | None:
-    """The runs of an arm made from another arm's confirmed runs (distilled baselines), or None for other arms.
-
-    Such a run's ``source_arm`` names its parent arm and ``source_trial`` the parent's run it was made from; only
-    the runs made from the parent's confirmed configuration represent the arm."""
-    trials = tables.trials
-    mine = trials[(trials["arm"] == arm) & ~_replaced(trials)]
-    if "source_arm" not in mine or mine.empty or mine["source_arm"].isna().all():
-        return None
-    parent = str(mine["source_arm"].dropna().iloc[0])
-    return mine[mine["source_trial"].isin(set(winner_runs(tables, parent)["trial_id"]))]
-
-
-def winner_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
-    """The runs that represent the arm on the confirmation seeds (any status), one per seed, by seed: the
-    confirmation runs of its confirmed configuration, or for a derived arm the runs made from them."""
-    derived = derived_runs(tables, arm)
-    if derived is not None:
-        return derived.sort_values("seed")
-    source = confirmation_winner(tables, arm)
-    runs = confirm_runs(tables, arm)
-    return runs[_source(runs) == source].sort_values("seed")
-
-
-def feasible_share(tables: StudyTables, arm: str) -> tuple[int, int]:
-    """(feasible seeds, spec seeds) of the arm's representing runs: a seed without a feasible run is infeasible."""
-    runs = winner_runs(tables, arm)
-    seeds = tables.spec.confirm.seeds
-    return int(runs.loc[runs["feasible"].astype(bool) & runs["seed"].isin(seeds), "seed"].nunique()), len(seeds)
-
-
-def all_feasible(tables: StudyTables, arm: str) -> bool:
-    feasible, seeds = feasible_share(tables, arm)
-    return feasible == seeds
-
-
 def confirm_summary(tables: StudyTables) -> pd.DataFrame:
-    """Per arm and metric on the arm's representing runs: n finished, mean, std, 95% t-interval, and the
-    feasible and failed seeds out of the spec's seeds."""
+    """Per arm and metric on the arm's representing runs (every replicate and seed): n finished, mean, std, 95%
+    t-interval, and the feasible and failed runs out of those expected (seeds x replicates)."""
     rows = []
     for arm in tables.arms():
         runs = winner_runs(tables, arm)
         usable = runs[runs["usable"]]
-        feasible, seeds = feasible_share(tables, arm)
+        feasible, expected = feasible_share(tables, arm)
         for o in compared_metrics(tables):
             column = f"final_{o.metric}"
             values = usable[column].astype(float) if column in usable else []
             rows.append({"arm": arm, "metric": o.metric, "mode": o.mode, **t_interval(values),
-                         "feasible_seeds": feasible, "failed_seeds": seeds - int(usable["seed"].nunique()),
-                         "seeds": seeds})
+                         "feasible_runs": feasible,
+                         "failed_runs": expected - len(usable[["replicate", "seed"]].drop_duplicates()),
+                         "runs": expected})
     return pd.DataFrame(rows)
 
 
 # --- the anytime comparison ---------------------------------------------------------------------------------------
-def run_values(tables: StudyTables, arm: str, epoch: int) -> pd.DataFrame:
-    """Per seed of the arm's finished-to-``epoch`` representing runs: each compared metric at ``epoch``, the
+def run_values(tables: StudyTables, runs: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """Per replicate and seed of the ``runs`` that finished ``epoch``: each compared metric at ``epoch``, the
     selection metric's mean over epochs 1..``epoch`` and the epochs to exact match (``epoch`` + 1 when not
-    reached by then: censored), with a ``censored`` flag."""
-    runs = winner_runs(tables, arm)
-    ids = dict(zip(runs["trial_id"], runs["seed"]))
+    reached by then: censored), with a ``censored`` flag; indexed by (replicate, seed)."""
+    ids = {t: (int(r), int(s)) for t, r, s in zip(runs["trial_id"], runs["replicate"], runs["seed"])}
+    arms = set(runs["arm"])
     epochs = tables.epochs
-    mine = epochs[(epochs["arm"] == arm) & epochs["trial_id"].isin(ids) & (epochs["epoch"] <= epoch)]
+    mine = epochs[epochs["arm"].isin(arms) & epochs["trial_id"].isin(ids) & (epochs["epoch"] <= epoch)]
     mine = mine[mine["status"] == "ok"] if "status" in mine else mine
     selection = tables.spec.selection.metric
     rows = []
@@ -212,8 +140,9 @@ def run_values(tables: StudyTables, arm: str, epoch: int) -> pd.DataFrame:
         if records["epoch"].max() != epoch:
             continue  # diverged or unfinished before this budget
         last = records.iloc[-1]
-        row = {"seed": ids[trial_id], **{o.metric: float(last[o.metric]) for o in compared_metrics(tables)
-                                          if o.metric in last and last[o.metric] == last[o.metric]}}
+        row = {"replicate": ids[trial_id][0], "seed": ids[trial_id][1],
+               **{o.metric: float(last[o.metric]) for o in compared_metrics(tables)
+                  if o.metric in last and last[o.metric] == last[o.metric]}}
         if selection in records:
             row[auc_metric(tables).metric] = float(records[selection].astype(float).mean())
         reached = records[(records.get("val_exact_match_A", 0) >= EXACT_TARGET)
@@ -221,7 +150,8 @@ def run_values(tables: StudyTables, arm: str, epoch: int) -> pd.DataFrame:
         row[EPOCHS_TO_EXACT] = float(reached["epoch"].min()) if len(reached) else float(epoch + 1)
         row["censored"] = reached.empty
         rows.append(row)
-    return pd.DataFrame(rows).set_index("seed") if rows else pd.DataFrame(index=pd.Index([], name="seed"))
+    index = ["replicate", "seed"]
+    return pd.DataFrame(rows).set_index(index) if rows else pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=index))
 
 
 def anytime_metrics(tables: StudyTables) -> list[Objective]:
@@ -234,28 +164,66 @@ def margin(tables: StudyTables, metric: str) -> float | None:
     return margins.get(metric, margins.get(metric.removeprefix("auc_")))
 
 
-def paired_table(tables: StudyTables, pairs: list[tuple[str, str]], family: list[str]) -> pd.DataFrame:
+def _by_seed(values: pd.DataFrame, metric: str) -> dict[int, list[float]]:
+    """seed -> the metric's values of every replicate on it."""
+    column = values[metric].dropna()
+    return {int(seed): group.tolist() for seed, group in column.groupby(level="seed")}
+
+
+def _compare(mine: pd.DataFrame, theirs: pd.DataFrame, o: Objective, margin_: float | None) -> dict:
+    """One paired comparison: the per-seed means over replicates tested (``analysis.stats.paired_test``), the
+    seeds the margin needs, P(A beats B), and whether every replicate of the arm differs in one direction."""
+    a, b = _by_seed(mine, o.metric), _by_seed(theirs, o.metric)
+    seeds = sorted(set(a) & set(b))
+    a_mean = np.array([np.mean(a[s]) for s in seeds])
+    b_mean = np.array([np.mean(b[s]) for s in seeds])
+    row = paired_test(a_mean, b_mean, margin_)
+    spread = float(np.std(a_mean - b_mean, ddof=1)) if len(seeds) > 1 else math.nan
+    per_replicate = []
+    for replicate in sorted({r for r, _ in mine.index}):
+        diffs = [mine.loc[(replicate, s), o.metric] - np.mean(b[s]) for s in seeds if (replicate, s) in mine.index]
+        diffs = [d for d in diffs if d == d]
+        if diffs:
+            per_replicate.append(float(np.mean(diffs)))
+    signs = {np.sign(d) for d in per_replicate}
+    return {**row, "seeds_for_margin": seeds_needed(spread, margin_), "replicates": len(per_replicate),
+            "replicates_agree": len(signs) == 1 and 0 not in signs, **p_better(a, b, o.mode)}
+
+
+PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "mode", "margin", "n_pairs", "mean_diff", "ci_low",
+                  "ci_high", "p_value", "p_equivalent", "detectable", "seeds_for_margin", "replicates",
+                  "replicates_agree", "p_better", "p_better_low", "p_better_high", "censored_arm",
+                  "censored_reference"]
+
+
+def paired_table(tables: StudyTables, pairs: list[tuple[str, str]], family: list[str],
+                 runs: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Each (arm, reference) pair compared at every budget on every anytime metric, paired by seed, with Holm's
-    correction within each group of the ``family`` columns and a verdict (``analysis.stats``)."""
+    correction within each group of the ``family`` columns and a verdict (``analysis.stats``); a ``better`` or
+    ``worse`` whose replicates disagree in sign is ``inconclusive``. ``runs``: the runs that stand for a label
+    (default: its representing runs, ``analysis.runs.winner_runs``)."""
+    labels = {a for pair in pairs for a in pair}
+    runs = {label: (runs or {}).get(label, None) for label in labels}
+    runs = {label: frame if frame is not None else winner_runs(tables, label) for label, frame in runs.items()}
     rows = []
     for fraction, epoch in tables.spec.confirm.budget_epochs(tables.spec.epochs):
-        values = {arm: run_values(tables, arm, epoch) for arm in {a for pair in pairs for a in pair}}
+        values = {label: run_values(tables, runs[label], epoch) for label in labels}
         for arm, reference in pairs:
             mine, theirs = values[arm], values[reference]
-            seeds = mine.index.intersection(theirs.index)
             for o in anytime_metrics(tables):
                 if o.metric not in mine or o.metric not in theirs:
                     continue
-                pair = pd.DataFrame({"a": mine.loc[seeds, o.metric], "b": theirs.loc[seeds, o.metric]}).dropna()
-                censored = (int(mine.loc[pair.index, "censored"].sum()), int(theirs.loc[pair.index, "censored"].sum())) \
+                censored = (int(mine["censored"].sum()), int(theirs["censored"].sum())) \
                     if o.metric == EPOCHS_TO_EXACT else (0, 0)
                 rows.append({"arm": arm, "reference": reference, "budget": fraction, "epoch": epoch,
                              "metric": o.metric, "mode": o.mode, "margin": margin(tables, o.metric),
-                             **paired_test(pair["a"].to_numpy(), pair["b"].to_numpy(), margin(tables, o.metric)),
+                             **_compare(mine, theirs, o, margin(tables, o.metric)),
                              "censored_arm": censored[0], "censored_reference": censored[1]})
-    columns = ["arm", "reference", "budget", "epoch", "metric", "mode", "margin", "n_pairs", "mean_diff", "ci_low",
-               "ci_high", "p_value", "p_equivalent", "detectable", "censored_arm", "censored_reference"]
-    return decide(pd.DataFrame(rows, columns=columns), family)
+    decided = decide(pd.DataFrame(rows, columns=PAIRED_COLUMNS), family)
+    if not decided.empty:
+        split = decided["verdict"].isin([BETTER, WORSE]) & ~decided["replicates_agree"].astype(bool)
+        decided.loc[split, "verdict"] = INCONCLUSIVE
+    return decided
 
 
 def main_arms(tables: StudyTables) -> list[str]:
@@ -276,65 +244,14 @@ def full_budget(paired: pd.DataFrame) -> pd.DataFrame:
     return paired[paired["budget"] == 1.0] if not paired.empty else paired
 
 
-def epochs_to_target(tables: StudyTables, metrics: tuple[str, ...] = ("val_exact_match_A", "val_exact_match_B"),
-                     target: float = 0.99) -> pd.DataFrame:
-    """Per arm and metric: the first epoch each representing run reaches ``target``; a finished run that never
-    does is censored at the run's length (counted as epochs + 1, so the mean and median are lower bounds when
-    ``censored`` > 0). Runs that did not finish are left out (``runs`` counts those kept)."""
-    rows = []
-    epochs = tables.epochs
-    for arm in tables.arms():
-        runs = winner_runs(tables, arm)
-        ids = set(runs.loc[runs["usable"], "trial_id"])
-        mine = epochs[(epochs["arm"] == arm) & epochs["trial_id"].isin(ids)]
-        for metric in metrics:  # (val exact match is evaluated every epoch; the full set may skip epochs)
-            firsts, censored = [], 0
-            for _, records in mine.groupby("trial_id"):
-                hit = records[records[metric].astype(float) >= target] if metric in records else records.iloc[0:0]
-                if hit.empty:
-                    censored += 1
-                    firsts.append(int(records["epoch"].max()) + 1)
-                else:
-                    firsts.append(int(hit["epoch"].min()))
-            rows.append({"arm": arm, "metric": metric, "target": target, "runs": len(firsts),
-                         "reached": len(firsts) - censored, "censored": censored,
-                         "mean_epochs": float(np.mean(firsts)) if firsts else math.nan,
-                         "median_epochs": float(np.median(firsts)) if firsts else math.nan})
-    return pd.DataFrame(rows)
-
-
-def quality_frontier(tables: StudyTables, target: float = EXACT_TARGET) -> pd.DataFrame:
-    """Per arm, over its representing runs that finished every epoch: how many reconstruct on both VAEs (final
-    val exact match >= ``target``), and among those the best and the mean [95% t-interval] of the selection
-    metric, with the best run's seed. The quality a user can count on: a run that gave up reconstruction for a
-    better selection metric is not on it."""
-    metric = tables.spec.selection.metric
-    column = f"final_{metric}"
-    best_of = max if tables.spec.selection.mode == "max" else min
-    rows = []
-    for arm in tables.arms():
-        runs = winner_runs(tables, arm)
-        runs = runs[(runs["status"] == "ok") & runs["usable"].astype(bool)]
-        exact = [f"final_val_exact_match_{v}" for v in ("A", "B")]
-        good = runs[np.logical_and.reduce([runs[c].astype(float) >= target for c in exact])] if len(runs) and all(
-            c in runs for c in exact) else runs.iloc[0:0]
-        values = good[column].astype(float).tolist() if column in good else []
-        best = best_of(values) if values else math.nan
-        interval = t_interval(values)
-        rows.append({"arm": arm, "metric": metric, "target": target, "runs": len(runs), "reconstructing": len(good),
-                     "best": best, "best_seed": int(good.loc[good[column].astype(float) == best, "seed"].iloc[0])
-                     if values else None, "mean": interval["mean"], "ci_low": interval["ci_low"],
-                     "ci_high": interval["ci_high"]})
-    return pd.DataFrame(rows)
-
-
 def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     """The arm that beats fixed lambda on the selection metric at the whole run by the largest margin, and a
     sentence; ``(None, sentence)`` when there is none.
 
-    A contender must be ``better`` (Holm-corrected paired t-test), feasible on every spec seed (a better
-    objective bought by giving up reconstruction is not an answer, and a diverged seed is an infeasible one) and
-    not ``worse`` on any other objective."""
+    The ranking rule decides, as at every stage of the study: a contender must be ``better`` on the selection
+    metric (Holm-corrected paired t-test, every replicate agreeing) and feasible on every run (a better selection
+    metric bought by giving up reconstruction is not an answer, and a diverged seed is an infeasible one). The
+    other objectives do not decide; where the winner is worse on one, the sentence names the trade-off."""
     selection = tables.spec.selection
     fixed = tables.fixed_arm()
     if fixed is None:
@@ -344,26 +261,24 @@ def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     better = rows[rows["verdict"] == BETTER] if not rows.empty else rows
     excluded = []
     for arm in list(better["arm"]) if not better.empty else []:
-        feasible, seeds = feasible_share(tables, arm)
-        worse = final[(final["arm"] == arm) & (final["verdict"] == WORSE)
-                      & final["metric"].isin([o.metric for o in tables.spec.objectives])]
-        if feasible < seeds:
-            excluded.append(f"`{arm}` (feasible on {feasible}/{seeds} seeds)")
-        elif not worse.empty:
-            excluded.append(f"`{arm}` (worse on {', '.join(worse['metric'])})")
-        else:
-            continue
-        better = better[better["arm"] != arm]
+        feasible, expected = feasible_share(tables, arm)
+        if feasible < expected:
+            excluded.append(f"`{arm}` (feasible on {feasible}/{expected} runs)")
+            better = better[better["arm"] != arm]
     test = "paired t-tests over the confirmation seeds, Holm-corrected across arms"
     note = (f" Better on {selection.metric} but not a winner: " + ", ".join(excluded) + ".") if excluded else ""
     fixed_share = "{}/{}".format(*feasible_share(tables, fixed))
     if better.empty:
-        return None, (f"No winner: no arm that is feasible on every seed beats the fixed-λ arm `{fixed}` on "
+        return None, (f"No winner: no arm that is feasible on every run beats the fixed-λ arm `{fixed}` on "
                       f"{selection.metric} ({selection.mode}) ({test}).{note}")
     best = better.loc[(better["mean_diff"] * -selection.sign()).idxmax()]
+    worse = final[(final["arm"] == best["arm"]) & (final["verdict"] == WORSE)
+                  & final["metric"].isin([o.metric for o in tables.spec.objectives])]
+    trade = (" Its trade-off: worse on " + ", ".join(f"{r.metric} ({r.mean_diff:+.4g})" for r in worse.itertuples())
+             + ".") if not worse.empty else ""
     return str(best["arm"]), (
         f"Winner: `{best['arm']}` beats the fixed-λ arm `{fixed}` on {selection.metric} by "
         f"{best['mean_diff']:+.4g} (95% CI {best['ci_low']:+.4g} to {best['ci_high']:+.4g}, "
-        f"Holm p = {best['p_holm']:.3g}, n = {best['n_pairs']}; {test}); feasible seeds "
-        "{}/{}".format(*feasible_share(tables, best["arm"])) + f" vs {fixed_share}.{note}"
+        f"Holm p = {best['p_holm']:.3g}, n = {best['n_pairs']}; {test}); feasible runs "
+        "{}/{}".format(*feasible_share(tables, best["arm"])) + f" vs {fixed_share}.{trade}{note}"
     )

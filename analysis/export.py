@@ -4,7 +4,7 @@ config with its provenance, so that ``diffctl train --config best.yaml`` and ``d
 Which arm: without ``--arm``, the arm the analysis names the winner (``analysis.compare.winner``: better than
 fixed lambda and feasible on every confirmation seed); when there is none, the fixed-lambda reference arm, and
 the command says so. ``--arm`` is honoured, with a warning when that arm missed the constraints on some seed.
-Which run: the arm's confirmed configuration (``analysis.compare.source_ranking``: most feasible seeds first);
+Which run: the arm's confirmed configuration (``analysis.runs.confirmation_winner``: most feasible seeds first);
 of its finished runs, the one with the earliest spec confirmation seed (a fixed rule, not the luckiest seed).
 """
 
@@ -25,7 +25,8 @@ from diffctl.config import config_from_dict, dump_config, load_config
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text, read_jsonl
 
-from .compare import feasible_share, paired_vs_fixed, winner, winner_runs
+from .compare import paired_vs_fixed, winner
+from .runs import feasible_share, winner_runs
 from .load import StudyTables, build_tables
 from .stats import t_interval
 

@@ -213,6 +213,9 @@ def _node_columns(sessions: list[Session]) -> dict[str, Any]:
 
 
 def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
+    # The search replicate of every run (an ablation or retune run stands for one configuration: replicate 0).
+    replicate = trials["replicate"] if "replicate" in trials else pd.Series(0, index=trials.index)
+    trials["replicate"] = replicate.fillna(0).astype(int)
     trials["diverged"] = trials["status"] == "diverged"
     trials["errored"] = trials["status"] == "error"
     # Continued from its saved state after its worker died or the driver was killed (usable if it then finished).

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from diffctl.config import load_config
-from study.trialdir import SCHEDULE_FILE, read_info
+from study.trialdir import read_info, schedule_file
 
 from .load import StudyTables
 
@@ -44,8 +44,8 @@ def lineage_table(tables: StudyTables) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*LINEAGE_COLUMNS, *(k for r in rows for k in r)])))
 
 
-def schedule_path(tables: StudyTables, arm: str) -> Path:
-    return tables.study_dir / "search" / arm / SCHEDULE_FILE
+def schedule_path(tables: StudyTables, arm: str, replicate: int = 0) -> Path:
+    return tables.study_dir / "search" / arm / schedule_file(replicate)
 
 
 def schedule_values(tables: StudyTables, arm: str) -> pd.DataFrame | None:

@@ -30,7 +30,8 @@ from diffctl.arms import WEIGHT_NAMES  # noqa: E402
 from diffctl.files import atomic_write_bytes  # noqa: E402
 
 from .collapse import controller_trials  # noqa: E402
-from .compare import all_feasible, feasible_share, main_arms, winner_runs  # noqa: E402
+from .compare import main_arms  # noqa: E402
+from .runs import all_feasible, feasible_share, winner_runs  # noqa: E402
 from .load import StudyTables  # noqa: E402
 from .pbt import schedule_values  # noqa: E402
 from .trajectory import adaptive_arms, distilled_of  # noqa: E402

@@ -38,6 +38,8 @@ class Findings:
     extra_conclusions: list[str] = field(default_factory=list)  # more Conclusions lines (e.g. trajectory verdicts)
     ablation_lines: list[str] = field(default_factory=list)  # the causal answer per question (analysis.ablation)
     pbt_lines: str = ""  # the PBT arms' section (analysis.pbt)
+    audit_lines: str = ""  # the pruning audit (analysis.audit)
+    fairness_lines: str = ""  # equal compute and freedom (analysis.fairness)
 
 
 def _cell(value) -> str:
@@ -62,12 +64,15 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 40) -> str:
 
 
 def cost_table(tables: StudyTables) -> pd.DataFrame:
-    """Per arm and phase: trials, each status, wall hours and CPU-hours (wall time x CPUs per trial)."""
+    """Per arm and phase: trials, each status, trial-epochs, CPU-seconds (wall time x CPUs per trial), wall hours
+    and CPU-hours."""
     trials = tables.trials
     counts = pd.crosstab([trials["arm"], trials["phase"]], trials["status"])
-    wall = trials.groupby(["arm", "phase"])["wall_time_s"].sum() / 3600
-    table = counts.assign(trials=counts.sum(axis=1), wall_hours=wall,
-                          cpu_hours=wall * tables.spec.cpus_per_trial)
+    grouped = trials.groupby(["arm", "phase"])
+    wall = grouped["wall_time_s"].sum()
+    table = counts.assign(trials=counts.sum(axis=1), trial_epochs=grouped["epochs_done"].sum(),
+                          cpu_seconds=wall * tables.spec.cpus_per_trial, wall_hours=wall / 3600,
+                          cpu_hours=wall * tables.spec.cpus_per_trial / 3600)
     return table.reset_index()
 
 
@@ -175,6 +180,27 @@ def _anytime(tables: StudyTables, paired: pd.DataFrame) -> pd.DataFrame:
     return paired[paired["metric"].isin(names)] if not paired.empty else paired
 
 
+def _expected_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The expected-best table at n = 1, the middle and the whole budget of each arm."""
+    if table.empty:
+        return table
+    keep = [group.iloc[sorted({0, len(group) // 2, len(group) - 1})] for _, group in table.groupby("arm", sort=False)]
+    return pd.concat(keep)[["arm", "n", "trial_epochs", "expected", "low", "high", "p_qualifying"]]
+
+
+def _replicate_lines(tables: StudyTables, spread: pd.DataFrame) -> str:
+    """The search replicates' spread, or why there is none."""
+    if tables.spec.search_replicates < 2:
+        return ("One search per arm (`search_replicates: 1`): the report cannot separate the search's own variance "
+                "from the seeds'.\n")
+    summary = spread.drop_duplicates("arm")[["arm", "spread", "sd_between", "sd_within", "search_share"]]
+    return (f"### Search replicates\n\nEach arm's search ran {tables.spec.search_replicates} times with sampler seeds "
+            "derived apart; each replicate's pick was confirmed on the same seeds. Per arm: the spread of the "
+            "replicates' mean selection metric, the standard deviation between replicates and within them (between "
+            "seeds), and the share of the variance that is the search's own. " + _link("replicate_spread") + "\n\n"
+            + markdown_table(summary))
+
+
 def _ablation(tables: StudyTables, findings: Findings) -> str:
     """The causal answers first: the ablation around a confirmed configuration, one line per question."""
     if not findings.ablation_lines:
@@ -220,6 +246,27 @@ training losses are never compared across arms.
 
 {markdown_table(cost)}
 {_flagged(tables)}
+## Fairness
+
+Equal compute, equal freedom, and what early stopping threw away. {_link("compute")} · {_link("freedom")} ·
+{_link("pruning_audit")} · {_link("audit_summary")} · the box check is below (Trajectory or destination).
+
+{findings.fairness_lines}
+### Pruning audit
+
+Search trials that early stopping stopped, drawn among the best scored at their last rung and trained to the last
+epoch on their search seed: would the ranking rule have picked one over its replicate's pick, and by how much?
+
+{findings.audit_lines}
+{markdown_table(t["pruning_audit"])}
+## Tuning effort
+
+The expected best {spec.selection.metric} among n search trials of each arm (feasible trials that ran every
+epoch; Dodge et al. 2019, exact from the order statistics, 95% bootstrap band), against n and against the
+trial-epochs n trials cost: at equal tuning effort, which arm is ahead. {_link("expected_best")}
+
+{markdown_table(_expected_summary(t["expected_best"]))}
+{_replicate_lines(tables, t["replicate_spread"])}
 ## Search: Pareto fronts and the selected configuration
 
 `pareto`: on the front of the arm's finished trials over the objectives; `pareto_feasible`: on the front of its

@@ -1,5 +1,6 @@
 """One line per arm for the report's Conclusions: its verdict on the selection metric against the reference arm,
-and in the same line everything that qualifies it — the share of confirmation seeds that met the constraints,
+and in the same line everything that qualifies it — the share of its confirmation runs (seeds x search replicates)
+that met the constraints,
 the constraint metrics' values, its standing on every other objective, and a warning when the search trial it
 confirmed met the constraints only to miss them on the confirmation seeds.
 """
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .compare import feasible_share, full_budget, main_arms, winner_runs
+from .compare import full_budget, main_arms
+from .runs import feasible_share, winner_runs
 from .load import StudyTables
 from .stats import describe
 from .trajectory import outside_box
@@ -33,11 +35,12 @@ def _search_warning(tables: StudyTables, arm: str, runs: pd.DataFrame) -> str:
         return ""
     trials = tables.trials
     searched = trials[(trials["phase"] == "search") & (trials["arm"] == arm) & (trials["trial_id"] == source.iloc[0])]
-    feasible, seeds = feasible_share(tables, arm)
-    if searched.empty or not bool(searched["feasible"].iloc[0]) or feasible == seeds:
+    feasible, runs_expected = feasible_share(tables, arm)
+    if searched.empty or not bool(searched["feasible"].iloc[0]) or feasible == runs_expected:
         return ""
     return (f" **Caution:** its search trial met the constraints ({_constraint_values(tables, searched)}) but "
-            f"{seeds - feasible} of {seeds} confirmation seeds did not: the search result did not generalise.")
+            f"{runs_expected - feasible} of {runs_expected} confirmation runs did not: the search result did not "
+            "generalise.")
 
 
 def standing_lines(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame | None = None) -> list[str]:
@@ -50,9 +53,9 @@ def standing_lines(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame 
     lines = []
     for arm in main_arms(tables):
         runs = winner_runs(tables, arm)
-        feasible, seeds = feasible_share(tables, arm)
-        qualifier = (f"feasible on {feasible}/{seeds} seeds ({_constraint_values(tables, runs)})"
-                     if tables.spec.constraints else f"{feasible}/{seeds} seeds finished")
+        feasible, expected = feasible_share(tables, arm)
+        qualifier = (f"feasible on {feasible}/{expected} runs ({_constraint_values(tables, runs)})"
+                     if tables.spec.constraints else f"{feasible}/{expected} runs finished")
         if arm == reference:
             lines.append(f"- `{arm}` (reference): {qualifier}.")
             continue

@@ -26,7 +26,8 @@ from diffctl.arms.piecewise import CONTROL_KEYS
 from study.spec.plan import STILL_KINDS
 from study.spec.schema import FloatDistribution, IntDistribution
 
-from .compare import main_arms, paired_table, winner_runs
+from .compare import main_arms, paired_table
+from .runs import winner_runs
 from .load import StudyTables
 from .stats import BETTER, EQUIVALENT
 

@@ -20,7 +20,7 @@ from .spec.plan import phase_places, place_bound, total_trials
 from .spec.ranking import best_trial, is_feasible, selection_value
 from .spec.schema import StudySpec
 from .state import PHASE_DONE, PHASE_RUNNING, read_state, set_phase
-from .trialdir import FINISHED, OK, SEARCH, read_trials, trial_place
+from .trialdir import FINISHED, OK, SEARCH, read_trials, trial_name, trial_place
 
 
 @dataclass
@@ -47,20 +47,27 @@ class StudyProgress:
         self.spec, self.study_dir, self.out = spec, study_dir, out
         self.start = time.monotonic()
         self.total = total_trials(spec)
-        self.counted: set[str] = set()  # trial ids already finished (also those of an earlier session)
+        self.counted: set[tuple[str, str, str]] = set()  # (phase, arm, name) of trials that finished, in any session
         self.done_now = 0
         self.phases: dict[tuple[str, str], _Phase] = {}
+        self._known: dict[tuple[str, str], int] = {}  # place -> the trial count the total holds for it
         phases = read_state(study_dir)["phases"]
         for phase, arm in phase_places(spec):
             trials = read_trials(study_dir / phase / arm)
-            self.counted.update(t.trial_id for t in trials if t.status in FINISHED)
+            self.counted.update((phase, arm, t.trial_id) for t in trials if t.status in FINISHED)
             if phase != SEARCH and phases.get(phase, {}).get(arm) == PHASE_DONE:
-                self.total += len(trials) - place_bound(spec, phase, arm)
+                self._count(phase, arm, len(trials), place_bound(spec, phase, arm))
+
+    def _count(self, phase: str, arm: str, total: int, bound: int) -> None:
+        """Count ``total`` trials for a place in the study total, which held ``bound`` for it before (once per
+        place: a place resumed after a kill is not subtracted twice)."""
+        self.total += total - self._known.get((phase, arm), bound)
+        self._known[phase, arm] = total
 
     def start_phase(self, phase: str, arm: str, total: int, replaces: int) -> None:
         """A phase of one arm begins (or resumes) with ``total`` trials, where the study total counted ``replaces``
         (a confirmation phase is counted at its upper bound until its sources are known)."""
-        self.total += total - replaces
+        self._count(phase, arm, total, replaces)
         set_phase(self.study_dir, phase, arm, PHASE_RUNNING)
         state = self.phases[phase, arm] = self._from_files(phase, arm, total)
         resumed = f", {state.done} already done" if state.done else ""
@@ -75,16 +82,16 @@ class StudyProgress:
         """Print one line about the study (e.g. an arm with nothing to confirm)."""
         self._print(line)
 
-    def trial_finished(self, trial_id: str, place: tuple[str, str], result: dict[str, Any] | None, failed: bool) -> None:
+    def trial_finished(self, name: str, place: tuple[str, str], result: dict[str, Any] | None, failed: bool) -> None:
         """A trial of ``place`` = (phase, arm) ended; ``result`` is its last record (None when it reported none)."""
-        if trial_id in self.counted:
+        if (*place, name) in self.counted:
             return
-        self.counted.add(trial_id)
+        self.counted.add((*place, name))
         self.done_now += 1
         phase, arm = place
         if place not in self.phases:  # a phase started in an earlier session; this trial is counted below
             total = place_bound(self.spec, phase, arm)
-            self.phases[place] = self._from_files(phase, arm, total, besides=trial_id)
+            self.phases[place] = self._from_files(phase, arm, total, besides=name)
         state = self.phases[place]
         state.done += 1
         metric = self.spec.selection.metric
@@ -135,8 +142,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if _LIVE is not None:
-            _LIVE.trial_finished(trial.trial_id, trial_place(trial.config), trial.last_result, failed=False)
+            _LIVE.trial_finished(trial_name(trial.config), trial_place(trial.config), trial.last_result, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if _LIVE is not None:
-            _LIVE.trial_finished(trial.trial_id, trial_place(trial.config), trial.last_result, failed=True)
+            _LIVE.trial_finished(trial_name(trial.config), trial_place(trial.config), trial.last_result, failed=True)

@@ -29,14 +29,14 @@ from diffctl.files import atomic_write_text
 from .cluster import check_storage
 from .journal import journal_storage
 from .phases.pbt import EXPERIMENTS as PBT_EXPERIMENTS
-from .phases.pbt import MemberPBT, remove_checkpoints, write_schedule
-from .phases.search import ArmASHA, close_orphans, stopped_reason
+from .phases.pbt import MemberPBT, experiment_name, remove_checkpoints, write_schedule
+from .phases.search import SearchPruner, close_orphans, stopped_reason, study_name
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import StudySearch
 from .snapshot import atomic_snapshots, check_snapshot
 from .spec import SPEC_FILE, StudySpec, check_resources, dump_spec, load_spec
-from .spec.plan import pbt_arms, phase_places
-from .state import PHASE_DONE, new_state, read_state, write_state
+from .spec.plan import optuna_arms, pbt_arms, phase_places
+from .state import LAYOUT_VERSION, PHASE_DONE, new_state, read_state, write_state
 from .trainable import TrialJob, train_trial
 from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished, one_line, read_trials, trial_dirname
 
@@ -100,12 +100,10 @@ def resume_study(directory: str, *, address: str | None) -> Path:
         raise InputError(f"{study_dir / SPEC_FILE}: {exc}") from None
     for phase, arm in phase_places(spec):  # a damaged trial file is refused before Ray starts
         read_trials(study_dir / phase / arm)
-    if _earlier_layout(study_dir):
+    if state.get("layout") != LAYOUT_VERSION and not state.get("finished"):
         if not all(state["phases"][phase].get(arm) == PHASE_DONE for phase in (SEARCH, CONFIRM) for arm in spec.arms):
-            raise InputError(
-                f"{study_dir}: started by an earlier diffctl (one Tune experiment per arm and phase); only that "
-                "version can resume it"
-            )
+            raise InputError(f"{study_dir}: started by an earlier diffctl ({_earlier_layout(study_dir)}); only that "
+                             "version can resume it")
         state["finished"] = True
         write_state(study_dir, state)
     if state.get("finished"):
@@ -122,9 +120,11 @@ def resume_study(directory: str, *, address: str | None) -> Path:
     return study_dir
 
 
-def _earlier_layout(study_dir: Path) -> bool:
-    """Whether the study was made with one Tune experiment per arm and phase (``search/<arm>/tuner.pkl``)."""
-    return not (study_dir / EXPERIMENT).exists() and any(study_dir.glob(f"{SEARCH}/*/tuner.pkl"))
+def _earlier_layout(study_dir: Path) -> str:
+    """What an earlier diffctl's study directory looks like, in words."""
+    if not (study_dir / EXPERIMENT).exists() and any(study_dir.glob(f"{SEARCH}/*/tuner.pkl")):
+        return "one Tune experiment per arm and phase"
+    return "trial directories named by Ray trial id, asynchronous early stopping"
 
 
 def connect(spec: StudySpec, address: str | None) -> str | None:
@@ -177,11 +177,12 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         _finish(job, tuner.fit(), main_places)
     finally:
         install(None)
-    for arm in spec.arms:
-        if not spec.arms[arm].is_pbt:  # a PBT arm has no Optuna study
-            close_orphans(storage, arm)
+    for arm in optuna_arms(spec):  # a PBT arm has no Optuna study
+        for replicate in range(spec.search_replicates):
+            close_orphans(storage, study_name(arm, replicate))
     for arm in pbt_arms(spec):  # none left by now; a study never ends with checkpoints
-        remove_checkpoints(study_dir / PBT_EXPERIMENTS / arm)
+        for replicate in range(spec.search_replicates):
+            remove_checkpoints(study_dir / PBT_EXPERIMENTS / experiment_name(arm, replicate))
     state = read_state(study_dir)
     state["finished"] = True
     write_state(study_dir, state)
@@ -203,19 +204,22 @@ def _restored(experiment_dir: Path, trainable) -> tune.Tuner | None:
 
 
 def _run_population(job: TrialJob, arm: str, progress: StudyProgress) -> None:
-    """Train a PBT arm's population in its own Tuner (``ray_pbt/<arm>/``), unless its search is done; then write
-    its schedule and remove its checkpoints (only then: a driver killed earlier resumes from them)."""
+    """Train each replicate's population of a PBT arm in its own Tuner (``ray_pbt/<arm>/``, ``ray_pbt/<arm>.r1/``,
+    ...), unless the arm's search is done; after each, write its schedule and remove its checkpoints (only then: a
+    driver killed earlier resumes from them)."""
     study_dir, spec = Path(job.study_dir), job.spec
     if read_state(study_dir)["phases"][SEARCH].get(arm) == PHASE_DONE:
         return
-    progress.start_phase(SEARCH, arm, spec.arms[arm].budget, spec.arms[arm].budget)
-    experiment_dir = study_dir / PBT_EXPERIMENTS / arm
+    total = spec.arms[arm].budget * spec.search_replicates
+    progress.start_phase(SEARCH, arm, total, total)
     trainable = _trainable(job, _member_cpus(spec))
     _buffer_results(spec, population=True)
-    tuner = _restored(experiment_dir, trainable) or _new_population(study_dir, spec, arm, trainable)
-    _finish(job, tuner.fit(), [(SEARCH, arm)])
-    write_schedule(spec, study_dir, arm)
-    remove_checkpoints(experiment_dir)
+    for replicate in range(spec.search_replicates):
+        experiment_dir = study_dir / PBT_EXPERIMENTS / experiment_name(arm, replicate)
+        tuner = _restored(experiment_dir, trainable) or _new_population(study_dir, spec, arm, replicate, trainable)
+        _finish(job, tuner.fit(), [(SEARCH, arm)])
+        write_schedule(spec, study_dir, arm, replicate)
+        remove_checkpoints(experiment_dir)
     progress.end_phase(SEARCH, arm)
 
 
@@ -276,7 +280,7 @@ def _run_config(storage_path: Path, name: str, **options) -> tune.RunConfig:
 def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tuner:
     tune_config = tune.TuneConfig(
         search_alg=StudySearch(spec, study_dir, storage),
-        scheduler=ArmASHA(spec) if spec.asha is not None else None,
+        scheduler=SearchPruner(spec, study_dir) if spec.asha is not None else None,
         num_samples=-1,  # the searcher says when the study is complete
         max_concurrent_trials=spec.max_concurrent,
         reuse_actors=True,
@@ -285,31 +289,32 @@ def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tun
     return tune.Tuner(trainable, tune_config=tune_config, run_config=_run_config(study_dir, EXPERIMENT))
 
 
-def _new_population(study_dir: Path, spec: StudySpec, arm: str, trainable) -> tune.Tuner:
-    """A PBT arm's Tuner: one trial per member (``member``: its index; ``MemberPBT`` gives it its initial
-    params), every Ray checkpoint kept while it runs (see ``study.phases.pbt``)."""
+def _new_population(study_dir: Path, spec: StudySpec, arm: str, replicate: int, trainable) -> tune.Tuner:
+    """The Tuner of one replicate of a PBT arm: one trial per member (``member``: its index; ``MemberPBT`` gives
+    it its initial params and name), every Ray checkpoint kept while it runs (see ``study.phases.pbt``)."""
     tune_config = tune.TuneConfig(
-        scheduler=MemberPBT(spec, arm),
+        scheduler=MemberPBT(spec, arm, replicate),
         num_samples=1,
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
     )
-    space = {"phase": SEARCH, "arm": arm, "member": tune.grid_search(list(range(spec.arms[arm].budget)))}
+    space = {"phase": SEARCH, "arm": arm, "replicate": replicate,
+             "member": tune.grid_search(list(range(spec.arms[arm].budget)))}
     keep_all = tune.CheckpointConfig(num_to_keep=None)
-    run_config = _run_config(study_dir / PBT_EXPERIMENTS, arm, checkpoint_config=keep_all)
+    run_config = _run_config(study_dir / PBT_EXPERIMENTS, experiment_name(arm, replicate), checkpoint_config=keep_all)
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
 def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str]]) -> None:
     """Check that every trial of a Tuner's ``places`` (phase, arm) ended, and give a final status to those Ray
     ended without their trainable saying so: ``error`` (the actor died past its retries; or a trial directory
-    Ray no longer knows) or ``stopped`` (ASHA)."""
+    Ray no longer knows) or ``stopped`` (early stopping)."""
     study_dir, spec = Path(job.study_dir), job.spec
     if results.num_terminated + results.num_errors < len(results):
         _interrupted(study_dir)
     known = set()
     for result in results:
-        trial_dir = job.trial_dir(Path(result.path).name, result.config)
+        trial_dir = job.trial_dir(result.config)
         known.add(trial_dir)
         if result.error is not None:
             mark_finished(trial_dir, ERROR, one_line(result.error))
@@ -320,10 +325,11 @@ def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str
         for trial in read_trials(study_dir / phase / arm):
             if trial.dir not in known:
                 mark_finished(trial.dir, ERROR, ABANDONED)
-    # Ray's results miss the trials a killed driver ran after its last snapshot: count the arms' trials on disk.
-    for arm in {arm for phase, arm in places if phase == SEARCH}:
+    # The main Tuner can end with every trial it knows ended and a search not done (an interrupt between trials):
+    # count the Optuna arms' trials on disk. (A PBT Tuner's results hold every member.)
+    for arm in {arm for phase, arm in places if phase == SEARCH and not spec.arms[arm].is_pbt}:
         ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]
-        if len(ran) < spec.arms[arm].budget:
+        if len(ran) < spec.arms[arm].budget * spec.search_replicates:
             _interrupted(study_dir)
 
 

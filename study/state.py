@@ -16,6 +16,9 @@ from .spec.plan import CONFIRM, SEARCH
 
 STATE_FILE = "state.json"
 PHASE_RUNNING, PHASE_DONE = "running", "done"
+# The layout of the study directory this version writes (study/LAYOUT.md): trials named by the spec (2). A study of
+# another layout is resumed by the version that started it; this one only redoes its analysis once it is done.
+LAYOUT_VERSION = 2
 
 
 def new_state(name: str, address: str | None) -> dict[str, Any]:
@@ -24,6 +27,7 @@ def new_state(name: str, address: str | None) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "phases": {SEARCH: {}, CONFIRM: {}},
         "ray_address": address,
+        "layout": LAYOUT_VERSION,
     }
 
 

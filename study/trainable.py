@@ -3,10 +3,11 @@
 Every epoch it saves ``Trainer.state_dict()`` to ``trainer.pt`` and rewrites ``metrics.jsonl`` and
 ``trial.json``, all atomically, in the trial directory (``config.yaml`` once), then calls
 ``tune.report(record + told objectives)``. A trial Ray restarts (after a crash or ``study resume``) continues
-from ``trainer.pt``, so its records are the ones an uninterrupted run would have written; one whose
-``trial.json`` is already final, or whose ``trainer.pt`` holds its last epoch (a kill just before ``trial.json``
-said so), reports its last record again and trains nothing. ``trainer.pt`` is removed
-when the trial ends. The torch thread count is the spec's ``cpus_per_trial`` (the CPUs Ray reserves for the
+from ``trainer.pt``, so its records are the ones an uninterrupted run would have written, and reports its last
+saved epoch again before it trains on (early stopping judges that epoch as it would have in an uninterrupted
+run); one whose ``trial.json`` is already final, or whose ``trainer.pt`` holds its last epoch (a kill just before
+``trial.json`` said so), reports its last record again and trains nothing. ``trainer.pt`` is removed when the
+trial ends. The torch thread count is the spec's ``cpus_per_trial`` (the CPUs Ray reserves for the
 trial), pinned by the Trainer.
 
 Why not Ray checkpoints (``tune.report(checkpoint=...)`` / ``tune.get_checkpoint()``): keeping one per trial
@@ -15,9 +16,10 @@ driver killed in between leaves a snapshot naming a deleted checkpoint, and ``Tu
 trial ("Could not recover from checkpoint as it does not exist on storage anymore", reproduced by the kill test
 of tests/test_study.py). Keeping them all costs ~2 MB per epoch and trial. The trial directory already holds
 the newest state, never older than the records beside it. The members of a population based training are the
-exception (``study.phases.pbt.MemberCheckpoints``): a member continues from another member's state, which only Ray can hand it.
+exception (``study.phases.pbt.MemberCheckpoints``): a member continues from another member's state, which only
+Ray can hand it.
 
-A diverged record ends the trial normally (status ``diverged``, see ``objectives`` for what Optuna is told);
+A diverged record ends the trial normally (status ``diverged``; ``study.phases.search`` tells Optuna FAIL);
 an exception marks the trial ``error`` with a one-line reason and is re-raised so that Ray records it while
 the study goes on.
 """
@@ -50,13 +52,16 @@ from .trialdir import (
     ERROR,
     LOCK_FILE,
     OK,
+    RETUNE,
     RUNNING,
     SEARCH,
+    STOPPED,
     TRAINER_FILE,
     Session,
     TrialInfo,
     one_line,
     read_info,
+    trial_name,
     read_metrics,
     write_config,
     write_info,
@@ -67,29 +72,30 @@ from .trialdir import (
 @dataclass(frozen=True)
 class TrialJob:
     """What every trial of a study shares; handed to the trainable with ``tune.with_parameters``. Each trial's Ray
-    config says its phase, arm and params (and, for a confirmation run, its seed and source trial; see
-    ``study.pipeline``)."""
+    config says its phase, arm, name and params (and, for a planned run, its seed and source trial; see
+    ``study.searcher``)."""
 
     spec: StudySpec
     study_dir: str
 
-    def trial_dir(self, trial_id: str, config: dict[str, Any]) -> Path:
-        return Path(self.study_dir) / config["phase"] / config["arm"] / trial_id
+    def trial_dir(self, config: dict[str, Any]) -> Path:
+        return Path(self.study_dir) / config["phase"] / config["arm"] / trial_name(config)
 
-    def trial_info(self, trial_id: str, config: dict[str, Any]) -> TrialInfo:
+    def trial_info(self, ray_trial_id: str, config: dict[str, Any]) -> TrialInfo:
         """The ``trial.json`` a trial starts with, from its Ray config."""
-        info = TrialInfo(arm=config["arm"], phase=config["phase"], trial_id=trial_id, params=dict(config["params"]),
-                         seed=-1, status=RUNNING)
+        info = TrialInfo(arm=config["arm"], phase=config["phase"], trial_id=trial_name(config),
+                         params=dict(config["params"]), seed=-1, status=RUNNING, ray_trial_id=ray_trial_id,
+                         replicate=config.get("replicate"))
         if info.phase == SEARCH:
-            info.sampling = config.get("sampling")
+            info.sampling, info.batch, info.slot = config.get("sampling"), config.get("batch"), config.get("slot")
         else:
             info.seed = int(config["seed"])
             info.source_trial = config["source_trial"]
-            info.source_feasible = bool(config["source_feasible"])
+            info.source_feasible = config.get("source_feasible")
         if info.phase == DISTILL:
             info.source_arm, info.distill = config["source_arm"], config["distill"]
             info.distilled = dict(config["arm_config"])
-        if info.phase == ABLATE:
+        if info.phase in (ABLATE, RETUNE):
             info.source_arm, info.ablate_axis = config["source_arm"], config["ablate_axis"]
             info.ablate_option, info.overrides = config["ablate_option"], dict(config["overrides"])
         return info
@@ -99,15 +105,15 @@ class TrialJob:
         seed = None if info.phase == SEARCH else info.seed
         if "arm_config" in config:  # a distilled run, or a confirmation run of a PBT arm's schedule
             return distilled_trial_config(self.spec, {"source_arm": info.arm, **config}, seed)
-        if info.phase == ABLATE:  # the centre's configuration and seed with the option's overrides
+        if info.phase in (ABLATE, RETUNE):  # the centre's configuration and a seed, with the option's overrides
             return trial_config(self.spec, config["source_arm"], info.params, seed, config["overrides"])
         return trial_config(self.spec, info.arm, info.params, seed)
 
-    def state_store(self, trial_dir: Path, trial_id: str, config: dict[str, Any]) -> TrainerFile | MemberCheckpoints:
+    def state_store(self, trial_dir: Path, config: dict[str, Any]) -> TrainerFile | MemberCheckpoints:
         """Where the trial keeps its state between epochs and how it reports: a PBT member's Ray checkpoints, or
         every other trial's own ``trainer.pt``."""
         if config["phase"] == SEARCH and self.spec.arms[config["arm"]].is_pbt:
-            return MemberCheckpoints(self.spec, trial_dir, trial_id, config["arm"])
+            return MemberCheckpoints(self.spec, trial_dir, trial_name(config), config["arm"])
         return TrainerFile(self.spec, trial_dir)
 
 
@@ -140,7 +146,7 @@ class TrainerFile:
 def train_trial(config: dict[str, Any], job: TrialJob) -> None:
     """Ray Tune function trainable (wrap with ``tune.with_parameters(train_trial, job=...)``)."""
     trial_id = tune.get_context().get_trial_id()
-    trial_dir = job.trial_dir(trial_id, config)
+    trial_dir = job.trial_dir(config)
     trial_dir.mkdir(parents=True, exist_ok=True)
     # A worker of a killed driver finishes its epoch before it notices: a resumed trial waits for it to exit.
     with open(trial_dir / LOCK_FILE, "a") as lock:
@@ -150,8 +156,8 @@ def train_trial(config: dict[str, Any], job: TrialJob) -> None:
 
 def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) -> None:
     previous = read_info(trial_dir)
-    store = job.state_store(trial_dir, trial_id, config)
-    if previous is not None and previous.status in (OK, DIVERGED):
+    store = job.state_store(trial_dir, config)
+    if previous is not None and previous.status in (OK, DIVERGED, STOPPED):
         # It ended before the driver recorded that: report its last record again, leave its files alone.
         store.end()
         store.report(read_metrics(trial_dir)[-1])
@@ -169,6 +175,9 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
         write_metrics(trial_dir, trainer.history)
         info.epochs_done = trainer.epoch
         write_info(trial_dir, info)
+        if isinstance(store, TrainerFile) and trainer.history and not trainer.finished:
+            # Its last saved epoch again first: early stopping judges it as an uninterrupted run's would have been.
+            store.report(trainer.history[-1])
 
         def epoch_ended(record: dict[str, Any]) -> None:
             info.status = record["status"] if trainer.finished else RUNNING

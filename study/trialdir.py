@@ -3,8 +3,9 @@ written atomically by the trainable every epoch and read back by the phases, pro
 analysis. :class:`TrialInfo` is the one model of ``trial.json``: what the trainable writes, what every reader
 validates.
 
-Trial directories are named by the Ray trial id (``trial_dirname``), so that the trainable, the driver and
-``analysis`` find a trial's files from its id alone: ``<study>/<phase>/<arm>/<trial_id>/``.
+A trial's directory is ``<study>/<phase>/<arm>/<name>/``, its name given by the searcher in its Ray config
+(``study.spec.plan``: the same in every run of the spec; ``trial_id`` in ``trial.json`` and the tables). Ray's
+own trial directory (``ray/``, ``ray_pbt/``; its TensorBoard files) is named ``<phase>-<arm>-<name>-<Ray id>``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 
-from .spec.plan import ABLATE, CONFIRM, DISTILL, PHASES, SEARCH
+from .spec.plan import ABLATE, AUDIT, CONFIRM, DISTILL, PHASES, RETUNE, SEARCH, member_name
 
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
 TRAINER_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
 LOCK_FILE = ".lock"  # held (flock) by the process training the trial
-SCHEDULE_FILE = "schedule.yaml"  # search/<arm>/schedule.yaml: a PBT arm's best member's schedule (phases.pbt)
 RUNNING, OK, DIVERGED, ERROR, STOPPED = "running", "ok", "diverged", "error", "stopped"
 FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 # The reason given to a trial that a killed driver started after its last experiment snapshot: the resumed
@@ -35,12 +35,22 @@ FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 ABANDONED = "abandoned: started after the last experiment snapshot of a killed driver, replaced by a new trial"
 
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]  # what Parquet stores
-__all__ = ["ABLATE", "CONFIRM", "DISTILL", "PHASES", "SEARCH"]  # the phase names, re-exported for the readers
+__all__ = ["ABLATE", "AUDIT", "CONFIRM", "DISTILL", "PHASES", "RETUNE", "SEARCH"]  # re-exported for the readers
+
+
+def schedule_file(replicate: int) -> str:
+    """``search/<arm>/schedule-r<k>.yaml``: the best member's schedule of a PBT arm's replicate (phases.pbt)."""
+    return f"schedule-r{replicate}.yaml"
+
+
+def trial_name(config: dict[str, Any]) -> str:
+    """A trial's name, from its Ray config (a PBT member's from its replicate and index)."""
+    return config["name"] if "name" in config else member_name(config.get("replicate", 0), config["member"])
 
 
 def trial_dirname(trial: Any) -> str:
-    """Ray's ``trial_dirname_creator``: a trial's directory is its id."""
-    return trial.trial_id
+    """Ray's ``trial_dirname_creator``: its trial directory says the trial's phase, arm and name (and Ray's id)."""
+    return f"{trial.config['phase']}-{trial.config['arm']}-{trial_name(trial.config)}-{trial.trial_id}"
 
 
 def trial_place(config: dict[str, Any]) -> tuple[str, str]:
@@ -70,7 +80,7 @@ class TrialInfo(BaseModel):
 
     arm: str
     phase: Literal[PHASES]  # type: ignore[valid-type]
-    trial_id: str
+    trial_id: str  # its name (study.spec.plan)
     params: dict[str, Any]
     seed: Int64
     status: str  # running, then ok, diverged, error or stopped
@@ -92,16 +102,24 @@ class TrialInfo(BaseModel):
     overrides: dict[str, Any] | None = None
     # PBT members only (phases.pbt): each time the member continued from another member's state
     exploits: list[dict[str, Any]] | None = None
+    ray_trial_id: str | None = None  # the Ray trial of its last session
+    replicate: Int64 | None = None  # search, confirm, audit and distill: the search replicate it belongs to
+    batch: Int64 | None = None  # search only: its batch and slot in its replicate's search
+    slot: Int64 | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What ``trial.json`` holds: the keys of the trial's phase."""
         drop = {"source_trial", "source_feasible"} if self.phase == SEARCH else {"sampling"}
         if self.phase != DISTILL:
             drop |= {"distill", "distilled"}
-        if self.phase != ABLATE:
-            drop |= {"ablate_axis", "ablate_option", "overrides"}
-        if self.phase not in (DISTILL, ABLATE):
+        if self.phase not in (DISTILL, ABLATE, RETUNE):
             drop.add("source_arm")
+        if self.phase not in (ABLATE, RETUNE):
+            drop |= {"ablate_axis", "ablate_option", "overrides"}
+        if self.phase != SEARCH:
+            drop |= {"batch", "slot"}
+        if self.replicate is None:
+            drop.add("replicate")
         if self.exploits is None:
             drop.add("exploits")
         return self.model_dump(mode="json", exclude=drop)

@@ -9,9 +9,9 @@ each once per test session (``tiny_study``, ``direct_study``); a test works on a
 - :func:`build_tiny_study`: the real ``diffctl study run`` of the spec on a local Ray (parameters sampled by
   TPE) — about 1-1.5 min on 2 cores.
 - :func:`build_direct_study`: the same phases without Ray, in-process, through the study's own code: each arm's
-  ``ArmSearch`` asks Optuna for fixed parameters (``SEARCH_PARAMS``, enqueued), every run is trained by the
-  trainable's own ``_run`` (with Ray's report and node lookup stubbed), and the confirmation and distilled runs
-  are what ``study.phases.confirm`` and ``study.phases.distill`` plan — about 20 s.
+  ``ArmSearch`` asks Optuna for fixed parameters (``SEARCH_PARAMS``, enqueued) and tells it every end, every run
+  is trained by the trainable's own ``_run`` (with Ray's report and node lookup stubbed), and the confirmation
+  and distilled runs are what the study's planned phases plan (``study.searcher.PLANNERS``) — about 20 s.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from unittest import mock
 
 import study.trainable
 from study.journal import journal_storage
-from study.phases import confirm, distill
 from study.phases.search import ArmSearch
 from study.runner import create_study_dir
+from study.searcher import PLANNERS
 from study.spec import spec_from_dict
-from study.spec.plan import CONFIRM, DERIVED, SEARCH, derived_places
+from study.spec.plan import SEARCH, planned_places
 from study.spec.ranking import tune_metrics
 from study.state import PHASE_DONE, read_state, set_phase, write_state
 from study.trainable import TrialJob
@@ -59,7 +59,6 @@ SEARCH_PARAMS = {
     "controller": [{"arm.regularizer": "none"}, {"arm.regularizer": "log_barrier"}],
     "unstable": [{"optim.lr": 10.0}],
 }
-PLANNED = {CONFIRM: confirm, DERIVED[0]: distill}  # the planned phases the direct build runs (no ablation)
 
 
 def build_tiny_study(root: Path) -> Path:
@@ -71,11 +70,11 @@ def build_tiny_study(root: Path) -> Path:
     return root
 
 
-def _train(job: TrialJob, trial_id: str, config: dict) -> dict:
+def _train(job: TrialJob, ray_trial_id: str, config: dict) -> dict:
     """One run through the trainable's own code, without a Ray session; returns its last record."""
-    trial_dir = job.trial_dir(trial_id, config)
+    trial_dir = job.trial_dir(config)
     trial_dir.mkdir(parents=True)
-    study.trainable._run(trial_dir, trial_id, config, job)
+    study.trainable._run(trial_dir, ray_trial_id, config, job)
     return read_metrics(trial_dir)[-1]
 
 
@@ -88,22 +87,18 @@ def build_direct_study(root: Path) -> Path:
     with mock.patch.object(study.trainable.tune, "report"), mock.patch.object(study.trainable, "this_node",
                                                                                return_value=node):
         for arm, trials in SEARCH_PARAMS.items():
-            search = ArmSearch(spec, arm, storage)
-            for i, params in enumerate(trials):
-                trial_id = f"{arm}_{i:05d}"
-                search._ot_study.enqueue_trial(params)
-                config = {"phase": SEARCH, "arm": arm, "params": search.suggest(trial_id),
-                          "sampling": search.sampling[trial_id]}
-                last = _train(job, trial_id, config)
-                search.on_trial_complete(trial_id, result={**last, **tune_metrics(spec, last)})
+            search = ArmSearch(spec, arm, 0, storage)
+            for params in trials:
+                search.study.enqueue_trial(params)
+            while not search.ended():
+                ray_trial_id = f"direct-{arm}-{len(search.slots)}"
+                last = _train(job, ray_trial_id, search.next_run(ray_trial_id))
+                search.on_complete(ray_trial_id, {**last, **tune_metrics(spec, last)}, error=False)
             set_phase(root, SEARCH, arm, PHASE_DONE)
-        for phase, planner in PLANNED.items():
-            sources = spec.arms if phase == CONFIRM else {s for p, _, s in derived_places(spec) if p == phase}
-            for source in sources:
-                for j, run in enumerate(planner.plan(spec, root, source).runs):
-                    _train(job, f"{run['arm']}_{phase[0]}{j:05d}", run)
-            for label in (spec.arms if phase == CONFIRM else [lab for p, lab, _ in derived_places(spec) if p == phase]):
-                set_phase(root, phase, label, PHASE_DONE)
+        for place in planned_places(spec):
+            for run in PLANNERS[place.phase].plan(spec, root, place.label).runs:
+                _train(job, f"direct-{place.phase}-{run['name']}", run)
+            set_phase(root, place.phase, place.label, PHASE_DONE)
     state = read_state(root)
     write_state(root, {**state, "finished": True})
     return root

@@ -137,13 +137,13 @@ def trial_files(study_dir: Path) -> list[Path]:
 
 
 def finished_trials(study_dir: Path) -> dict[str, tuple[int, str, str]]:
-    """Trials with a final status: trial id -> (metrics.jsonl mtime, its text, trial.json text)."""
+    """Trials with a final status: ``<phase>/<arm>/<name>`` -> (metrics.jsonl mtime, its text, trial.json text)."""
     out = {}
     for path in trial_files(study_dir):
         text = path.read_text()
         if json.loads(text)["status"] in ("ok", "diverged"):
             metrics = path.with_name("metrics.jsonl")
-            out[path.parent.name] = (metrics.stat().st_mtime_ns, metrics.read_text(), text)
+            out[str(path.parent.relative_to(study_dir))] = (metrics.stat().st_mtime_ns, metrics.read_text(), text)
     return out
 
 
@@ -169,12 +169,12 @@ def in_flight_trials(study_dir: Path) -> dict[Path, str]:
     return {
         path.parent: path.with_name("metrics.jsonl").read_text()
         for path, info in _running(study_dir)
-        if info["epochs_done"] >= 1 and info["trial_id"] in known
+        if info["epochs_done"] >= 1 and info.get("ray_trial_id") in known
     }
 
 
 def unknown_trials(study_dir: Path) -> list[str]:
-    """Running trials that the last experiment snapshot does not know: a kill now would have the resume abandon
-    them and run new trials in their place."""
+    """Running trials that the last experiment snapshot does not know: a kill now would have the resume give them
+    again, under their names, to new Ray trials."""
     known = _last_snapshot(study_dir)
-    return [info["trial_id"] for _, info in _running(study_dir) if info["trial_id"] not in known]
+    return [info["trial_id"] for _, info in _running(study_dir) if info.get("ray_trial_id") not in known]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from analysis.ablation import answers, paired_vs_centre
-from analysis.compare import confirmation_winner
+from analysis.runs import confirmation_winner
 from analysis.load import build_tables
 from analysis.stats import VERDICTS, holm
 from diffctl.config import load_config
@@ -145,5 +145,5 @@ def test_a_better_option_that_missed_the_constraints_is_not_an_improvement(study
     tables.trials.loc[(tables.trials["arm"] == label) & (tables.trials["seed"] == SEEDS[0]), "feasible"] = False
     row = answers(tables, plan, paired).set_index("label").loc[label]
     assert row["verdict"] == "better" and row["feasible_seeds"] == f"{len(SEEDS) - 1}/{len(SEEDS)}"
-    assert row["answer"].endswith(f"better; not an improvement: feasible on {len(SEEDS) - 1}/{len(SEEDS)} seeds "
+    assert row["answer"].endswith(f"better; not an improvement: feasible on {len(SEEDS) - 1}/{len(SEEDS)} runs "
                                   f"(the centre {len(SEEDS)}/{len(SEEDS)}); worse on val_loss_unweighted")

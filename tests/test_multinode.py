@@ -159,7 +159,8 @@ def test_budget_exactly_spent_and_report_complete(node_loss):
     storage = JournalStorage(JournalFileBackend(str(node_loss.dir / "optuna.journal")))
     trials = optuna.load_study(study_name="fixed", storage=storage).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * BUDGET
-    assert sorted(t.user_attrs["ray_trial_id"] for t in trials) == sorted(search)
+    assert sorted(t.user_attrs["name"] for t in trials) == sorted(search)  # its slot's name, each once
+    assert len({t.user_attrs["ray_trial_id"] for t in trials}) == BUDGET
     state = json.loads((node_loss.dir / "state.json").read_text())
     assert state["finished"] and state["phases"] == {"search": {"fixed": "done"}, "confirm": {"fixed": "done"}}
     table = pd.read_parquet(node_loss.dir / "trials.parquet").set_index("trial_id")

@@ -4,7 +4,7 @@ and resumed.
 
 Checked: the exploits are in trial.json and in the lineage table; an exploited member's records up to the exploit
 are its source's, byte for byte, and its own epochs follow with its perturbed values; the members' initial draws
-are those of the spec's seed; schedule.yaml retrains the best member's weights, rho and learning rate exactly;
+are those of the spec's seed; schedule-r0.yaml retrains the best member's weights, rho and learning rate exactly;
 the confirmation runs replay that schedule on the spec's seeds; report and tables show the arm; no checkpoint is
 left; the kill lost nothing.
 """
@@ -23,7 +23,7 @@ from diffctl.config import load_config
 from diffctl.errors import InputError
 from diffctl.files import read_jsonl
 from study.phases.pbt import initial_params
-from study.trialdir import SCHEDULE_FILE
+from study.trialdir import schedule_file
 from study.spec import load_spec
 from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
 from study.spec import trial_config
@@ -183,7 +183,7 @@ def test_the_schedule_retrains_the_best_member(study, tmp_path):
     finals = {t: _records(study_dir, "search", "pbt", t)[-1]["triplet_r_A"] for t in members}
     best = max(sorted(finals), key=finals.get)
     assert {i["source_trial"] for i in confirm} == {best}
-    path = study_dir / "search" / "pbt" / SCHEDULE_FILE
+    path = study_dir / "search" / "pbt" / schedule_file(0)
     schedule = load_config(path)
     assert schedule.arm.kind == "piecewise" and schedule.seed == 0
     trained = run_diffctl("train", "--config", str(path), "--out", str(tmp_path / "replay"))

@@ -68,9 +68,14 @@ def test_resuming_a_finished_study_only_redoes_the_analysis(finished_study):
     assert (finished_study / "report.md").is_file()
 
 
-def test_a_study_of_the_earlier_layout_is_finished_or_refused(finished_study, capsys):
-    shutil.rmtree(finished_study / "ray", ignore_errors=True)  # one Tune experiment per arm and phase instead
-    (finished_study / "search" / "fixed" / "tuner.pkl").write_bytes(b"")
+@pytest.mark.parametrize("layout", ["one experiment per phase", "Ray trial ids"])
+def test_a_study_of_an_earlier_layout_is_finished_or_refused(finished_study, capsys, layout):
+    if layout == "one experiment per phase":
+        shutil.rmtree(finished_study / "ray", ignore_errors=True)  # one Tune experiment per arm and phase instead
+        (finished_study / "search" / "fixed" / "tuner.pkl").write_bytes(b"")
+    state = json.loads((finished_study / "state.json").read_text())
+    del state["layout"]  # written before this version's layout (trials named by the spec)
+    (finished_study / "state.json").write_text(json.dumps(state))
     state = _set_state(finished_study, finished=False)
     assert main(["study", "resume", str(finished_study)]) == 0  # every phase done: only marked finished
     assert json.loads((finished_study / "state.json").read_text())["finished"] is True
@@ -80,3 +85,4 @@ def test_a_study_of_the_earlier_layout_is_finished_or_refused(finished_study, ca
     assert main(["study", "resume", str(finished_study)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "earlier diffctl" in err[0] and str(finished_study) in err[0]
+    assert ("one Tune experiment per arm and phase" in err[0]) == (layout == "one experiment per phase")

@@ -2,6 +2,7 @@
 key named, exit 2, no study directory)."""
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from diffctl.config import config_from_dict
 from diffctl.errors import InputError
 from study.spec import check_resources, dump_spec, load_spec, spec_from_dict
 from study.spec import trial_config
-from study.spec.plan import total_trials
+from study.spec.plan import phase_places, place_bound, total_trials
 from tiny_specs import TINY, spec_variant, write_spec
 
 
@@ -149,7 +150,7 @@ def test_missing_objectives_is_named(tmp_path):
 
 
 def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
-    from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME, option_status
+    from study.confirmed import NOT_APPLICABLE, RUNS, SAME, option_status
     from study.spec.plan import ablated_arms
 
     axes = {"rho": {"zero": {"arm.rho": 0.0}, "as centre": {"arm.rho": 0.3}},
@@ -226,15 +227,82 @@ def test_a_thinned_full_evaluation_keeps_every_asha_rung_full(tmp_path):
 
 @pytest.mark.parametrize("grace, factor, epochs", [(1, 3.0, 12), (2, 2.5, 40), (10, 3.0, 40), (3, 1.5, 30), (1, 2, 1)])
 def test_rung_epochs_are_the_schedulers_rungs(grace, factor, epochs):
-    """study.spec.configs.rung_epochs are where ArmASHA's scheduler records a trial (first epoch >= milestone),
-    below the last epoch (at which the scheduler stops a trial without a rung)."""
+    """study.spec.configs.rung_epochs are the milestones of Ray's ASHA with the same grace period and reduction
+    factor (first epoch >= milestone), below the last epoch; SearchPruner judges there."""
     import math
 
-    from study.phases.search import ArmASHA
+    from ray.tune.schedulers import ASHAScheduler
+
+    from study.phases.search import SearchPruner
     from study.spec.configs import rung_epochs
 
     spec = spec_from_dict(spec_variant(epochs=epochs, asha={"grace_period": grace, "reduction_factor": factor}))
-    scheduler = ArmASHA(spec)._by_arm["fixed"]
-    theirs = sorted(math.ceil(m) for m, _ in scheduler._brackets[0]._rungs if m < epochs)
-    assert [e for e in rung_epochs(spec.asha, epochs) if e < epochs] == theirs
+    ray_asha = ASHAScheduler(time_attr="epoch", metric="x", mode="max", max_t=epochs, grace_period=grace,
+                             reduction_factor=factor)
+    theirs = sorted(math.ceil(m) for m, _ in ray_asha._brackets[0]._rungs if m < epochs)
+    assert [e for e in rung_epochs(spec.asha, epochs) if e < epochs] == theirs == SearchPruner(spec, Path(".")).rungs
     assert theirs or epochs == 1
+
+
+def _controller_arm(**config) -> dict:
+    return {"budget": 2, "config": {"arm": {"kind": "controller", **config}},
+            "space": {"arm.warmup_epochs": {"type": "int", "low": 1, "high": 3}}}
+
+
+def test_a_grace_period_not_longer_than_a_warm_up_is_refused(tmp_path):
+    """A rung must not judge a trial during its hold or blend warm-up: the spec check refuses a grace period that is
+    not longer than the longest warm-up an arm can have (here 3 epochs of hold), naming both."""
+    arms = {"ctl": _controller_arm(warmup="hold")}
+    refused = spec_variant(epochs=6, arms=arms, asha={"grace_period": 3, "reduction_factor": 2})
+    with pytest.raises(InputError, match=r"^asha.grace_period: 3 is not longer than the 3-epoch warm-up arm ctl"):
+        load_spec(write_spec(tmp_path, refused), probe=False)
+    for fine in ({"grace_period": 4, "reduction_factor": 2}, None):  # a longer grace, or no early stopping
+        load_spec(write_spec(tmp_path, spec_variant(epochs=6, arms=arms, asha=fine)), probe=False)
+    # a warm-up that does not hold the controller back (init at the defaults) leaves any grace period free
+    free = spec_variant(epochs=6, arms={"ctl": _controller_arm(warmup="init_at_defaults")},
+                        asha={"grace_period": 1, "reduction_factor": 2})
+    load_spec(write_spec(tmp_path, free), probe=False)
+
+
+def test_an_audit_needs_early_stopping(tmp_path):
+    with pytest.raises(InputError, match=r"^audit: no early stopping to audit"):
+        load_spec(write_spec(tmp_path, spec_variant(audit={"per_arm": 1}, asha=None)), probe=False)
+    spec = load_spec(write_spec(tmp_path, spec_variant(audit={"per_arm": 2}, epochs=4,
+                                                       asha={"grace_period": 1, "reduction_factor": 2})), probe=False)
+    assert place_bound(spec, "audit", "fixed") == 2 and ("audit", "lr") in phase_places(spec)
+
+
+def test_an_option_that_changes_only_inert_keys_is_not_applicable(tmp_path):
+    """Under a same-loss controller the lookahead cadence and outer data change nothing: the option is not
+    applicable (reported before anything runs), not a run that repeats the centre."""
+    from study.confirmed import NOT_APPLICABLE, RUNS, option_status
+
+    arms = {"ctl": _controller_arm(objective="same_loss")}
+    spec = load_spec(write_spec(tmp_path, spec_variant(arms=arms)), probe=False)
+    status, reason = option_status(spec, "ctl", {"arm.warmup_epochs": 1}, 1001, {"arm.lookahead_every": 4})
+    assert status == NOT_APPLICABLE
+    assert reason == "arm.lookahead_every has no effect under arm.objective: same_loss"
+    assert option_status(spec, "ctl", {"arm.warmup_epochs": 1}, 1001,
+                         {"arm.objective": "lookahead", "arm.lookahead_every": 4}) == (RUNS, None)
+
+
+def test_a_retuned_option_is_checked_and_runs_its_own_search(tmp_path):
+    from study.phases.retune import draws
+
+    lookahead = {"arm.objective": "lookahead",
+                 "retune": {"budget": 3, "space": {"arm.virtual_lr": {"type": "float", "low": 1e-4, "high": 1e-2,
+                                                                      "log": True}}}}
+    axes = {"objective": {"lookahead": lookahead}}
+    spec = load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()},
+                                                       ablate={"arm": "ctl", "axes": axes})), probe=False)
+    label = "ctl.ablate.objective.lookahead"
+    assert [(p, lab) for p, lab in phase_places(spec) if lab == label] == [("retune", label), ("ablate", label)]
+    assert place_bound(spec, "retune", label) == 3 and spec.ablate.overrides("objective", "lookahead") == {
+        "arm.objective": "lookahead"}
+    values = draws(spec, label)
+    assert len(values) == 3 and values == draws(spec, label) and len({v["arm.virtual_lr"] for v in values}) == 3
+    bad = {"objective": {"lookahead": {**lookahead, "retune": {"budget": 2, "space": {
+        "arm.virtual_lr": {"type": "float", "low": 1e-4, "high": 100.0}}}}}}
+    with pytest.raises(InputError, match=r"^ablate.axes.objective.lookahead.retune.space: arm.virtual_lr"):
+        load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()},
+                                                    ablate={"arm": "ctl", "axes": bad})), probe=False)

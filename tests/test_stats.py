@@ -17,7 +17,9 @@ from analysis.stats import (
     describe,
     detectable_difference,
     holm,
+    p_better,
     paired_test,
+    seeds_needed,
     t_interval,
     verdict,
 )
@@ -109,3 +111,23 @@ def test_decide_corrects_within_each_family_only():
 def test_describe_says_why_no_test_ran():
     row = pd.Series({"verdict": NOT_TESTED, "n_pairs": 1, "mean_diff": 0.05})
     assert describe(row.to_frame().T.itertuples().__next__()) == "+0.05, not tested (one pair; n = 1)"
+
+
+def test_p_better_is_the_share_of_same_seed_pairs_the_arm_wins():
+    """A hand computation on a small table: seed 1: A (replicates) 0.70, 0.60 against B 0.65, 0.65 -> wins 2 of 4
+    pairs; seed 2: A 0.80 against B 0.70, 0.80 -> 1 win, 1 tie (one half); seed 3 only in A: left out. P = (2 + 1.5)
+    / 6. With larger = better reversed (min), the wins are the losses and the tie stays a half."""
+    a = {1: [0.70, 0.60], 2: [0.80], 3: [0.99]}
+    b = {1: [0.65, 0.65], 2: [0.70, 0.80]}
+    got = p_better(a, b, "max", resamples=200, seed=1)
+    assert got["p_better"] == pytest.approx(3.5 / 6)
+    assert p_better(a, b, "min", resamples=200)["p_better"] == pytest.approx(2.5 / 6)
+    assert 0.0 <= got["p_better_low"] <= got["p_better"] <= got["p_better_high"] <= 1.0
+    assert p_better(a, b, "max", resamples=200, seed=1) == got  # the bootstrap is seeded
+    assert math.isnan(p_better({1: [1.0]}, {1: [0.0]}, "max")["p_better_low"])  # one seed: no interval
+
+
+def test_seeds_needed_to_detect_a_margin_at_80_percent_power():
+    # A paired t-test with sd 1 needs 10 pairs for a difference of 1 (TTestPower: 9.94); half the spread, 5.
+    assert seeds_needed(1.0, 1.0) == 10.0 and seeds_needed(0.5, 1.0) == 5.0
+    assert math.isnan(seeds_needed(0.0, 1.0)) and math.isnan(seeds_needed(1.0, None))

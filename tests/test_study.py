@@ -30,7 +30,7 @@ from tiny_specs import TINY, run_diffctl, write_spec
 
 pytestmark = pytest.mark.slow
 TRIAL_KEYS = {"arm", "phase", "trial_id", "params", "seed", "status", "reason", "epochs_done", "wall_time_s", "restarts",
-              "nodes"}
+              "nodes", "ray_trial_id", "replicate"}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_every_trial_leaves_its_records(tiny_study):
             assert len(dirs) == count, [(d.name, info(d)["status"], info(d)["reason"]) for d in dirs]
             for d in dirs:
                 data = info(d)
-                assert set(data) == TRIAL_KEYS | ({"source_trial", "source_feasible"} if phase == "confirm" else {"sampling"})
+                assert set(data) == TRIAL_KEYS | ({"source_trial", "source_feasible"} if phase == "confirm"
+                                                  else {"sampling", "batch", "slot"})
                 # A budget of 2 is all TPE start-up: both search trials are drawn at random, and say so.
                 assert phase == "confirm" or data["sampling"] == "random"
                 assert (data["arm"], data["phase"], data["trial_id"]) == (arm, phase, d.name)
@@ -109,33 +110,34 @@ def test_diverged_trial_ends_normally(tiny_study):
     assert diverged["status"] == "diverged" and "non-finite" in diverged["reason"]
     assert "arm.w_rank" not in diverged["params"] and 0.1 <= sane["params"]["arm.w_rank"] <= 1.0
     assert sane["status"] == "ok" and sane["epochs_done"] == 2
-    # Ray's results carry what Optuna was told: the finite stand-in, never NaN.
-    result = read_jsonl(tiny_study / "ray" / diverged["trial_id"] / "result.json")[-1]
+    # Ray's trial directory says the trial's phase, arm and name; its results carry a finite stand-in, never NaN.
+    [ray_dir] = (tiny_study / "ray").glob(f"search-lr-{diverged['trial_id']}-*")
+    assert ray_dir.name == f"search-lr-{diverged['trial_id']}-{diverged['ray_trial_id']}"
+    result = read_jsonl(ray_dir / "result.json")[-1]
     assert result["objective_val_loss_unweighted"] == WORST and result["feasible"] is False
 
 
 def test_optuna_storage_holds_every_search_trial(tiny_study):
+    """One trial per search trial (a batch asked by the killed driver is found again, never asked twice): the
+    finished ones COMPLETE with their selection value and constraints, the diverged one FAIL without a value."""
     tiny_study = tiny_study.dir
     storage = journal(tiny_study)
     for arm in ("fixed", "lr"):
         study = optuna.load_study(study_name=arm, storage=storage)
-        assert study.metric_names == ["val_loss_unweighted", "triplet_r_A"]
-        trials = study.get_trials(states=(TrialState.COMPLETE,))
-        assert len(trials) == 2
-        # Asked by the killed driver after its last snapshot and never run: closed as orphans, no trial directory.
-        others = [t for t in study.trials if t.state != TrialState.COMPLETE]
-        assert all(t.state == TrialState.FAIL and t.user_attrs["status"] == "orphan" for t in others)
-        by_id = {t.user_attrs["ray_trial_id"]: t for t in trials}
-        assert set(by_id) == {d.name for d in trial_dirs(tiny_study, "search", arm)}
-        for trial_id, trial in by_id.items():
-            last = read_jsonl(tiny_study / "search" / arm / trial_id / "metrics.jsonl")[-1]
+        assert study.metric_names == ["triplet_r_A"] and study.direction == optuna.study.StudyDirection.MAXIMIZE
+        by_name = {t.user_attrs["name"]: t for t in study.trials}
+        assert set(by_name) == {d.name for d in trial_dirs(tiny_study, "search", arm)}
+        for name, trial in by_name.items():
+            records = read_jsonl(tiny_study / "search" / arm / name / "metrics.jsonl")
+            last = records[-1]
             assert trial.user_attrs["status"] == last["status"] and trial.user_attrs["epochs"] == last["epoch"]
             if last["status"] == "ok":
-                assert trial.values == [last["val_loss_unweighted"], last["triplet_r_A"]]
+                assert trial.state == TrialState.COMPLETE and trial.values == [last["triplet_r_A"]]
                 assert trial.constraints["status_ok"] == 0.0
+                assert trial.intermediate_values == {r["epoch"]: r["triplet_r_A"] for r in records}  # its curve
             else:
-                assert trial.values == [WORST, -WORST] and trial.constraints["status_ok"] == 1.0
-        assert all(t.user_attrs["status"] == "ok" for t in study.best_trials)  # diverged never best
+                assert trial.state == TrialState.FAIL and trial.values is None
+        assert study.best_trial.user_attrs["status"] == "ok"  # diverged never best
 
 
 def test_confirmation_repeats_the_selected_trial_on_fresh_seeds(tiny_study):

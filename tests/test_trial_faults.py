@@ -1,6 +1,7 @@
 """Trial faults: a trial whose worker process is SIGKILLed is restarted by Ray (``tune.FailureConfig``) and
 continues from its own ``trainer.pt``; a diverging configuration is recorded ``diverged`` and the study
-finishes; the analysis flags both. Also: early stopping (ASHA) is per arm and never touches confirmation runs.
+finishes; the analysis flags both. Also: early stopping is per arm and replicate, judged against earlier batches,
+and never touches confirmation runs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from study.phases.search import ArmASHA
+from study.phases.search import SearchPruner
 from study.spec import spec_from_dict
+from study.spec.plan import replicate_of
+from study.trialdir import TrialInfo, write_info, write_metrics
 from study_kill import poll_until, start_diffctl
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec
 
@@ -100,33 +103,57 @@ def test_analysis_flags_the_restart_and_the_divergence(faulty_study):
     assert "**diverged**" in report and "1 restart(s), then **ok**" in report
 
 
-def _fake_trial(trial_id: str, phase: str, arm: str) -> SimpleNamespace:
-    return SimpleNamespace(trial_id=trial_id, config={"phase": phase, "arm": arm})
+def _searched(study_dir: Path, arm: str, name: str, batch: int, records: list[dict]) -> None:
+    """A finished search trial's files: its trial.json (replicate, batch) and its records."""
+    trial_dir = study_dir / "search" / arm / name
+    trial_dir.mkdir(parents=True)
+    info = TrialInfo(arm=arm, phase="search", trial_id=name, params={}, seed=0, status="ok", replicate=replicate_of(name),
+                     batch=batch, slot=0, epochs_done=len(records))
+    write_info(trial_dir, info)
+    write_metrics(trial_dir, records)
 
 
-def test_asha_compares_trials_of_one_arm_only():
-    spec = spec_from_dict(spec_variant(asha={"grace_period": 1, "reduction_factor": 2}, epochs=EPOCHS))
-    scheduler = ArmASHA(spec)
-    key = "objective_val_loss_unweighted"  # the first objective (min)
-    trials = {name: _fake_trial(name, phase, arm) for name, phase, arm in [
-        ("a1", "search", "fixed"), ("a2", "search", "fixed"), ("a3", "search", "fixed"),
-        ("b1", "search", "lr"), ("c1", "confirm", "fixed")]}  # fmt: skip
-    for trial in trials.values():
-        scheduler.on_trial_add(None, trial)
-    decide = lambda name, loss: scheduler.on_trial_result(None, trials[name], {"epoch": 1, key: loss})  # noqa: E731
-    assert decide("a1", 10.0) == "CONTINUE" and decide("a2", 5.0) == "CONTINUE"  # each better than the rung so far
-    # 50 is worse than the median (7.5) of fixed's rung: stopped; lr's first trial meets an empty rung.
-    assert decide("a3", 50.0) == "STOP"
-    assert decide("b1", 50.0) == "CONTINUE"
-    assert decide("c1", 1e9) == "CONTINUE"  # confirmation runs always run to the end
+def _record(epoch: int, r: float, exact: float = 1.0) -> dict:
+    return {"epoch": epoch, "status": "ok", "triplet_r_A": r, "val_exact_match_A": exact, "val_loss_unweighted": 30.0}
+
+
+def test_a_rung_judges_against_earlier_batches_of_its_arm_and_replicate_only(tmp_path):
+    """Early stopping (study.phases.search.SearchPruner): a trial at a rung continues when its score is not below
+    the median (reduction factor 2) of the scores its arm-replicate's earlier batches recorded there; the first
+    batch, other arms, other replicates and confirmation runs are never judged; bit-identical records count once;
+    the constraints count at the last rung only."""
+    spec = spec_from_dict(spec_variant(asha={"grace_period": 1, "reduction_factor": 2}, epochs=EPOCHS, search_batch=3,
+                                       constraints=["val_exact_match_A >= 0.5"]))
+    assert SearchPruner(spec, tmp_path).rungs == [1, 2]  # the last epoch is no rung
+    _searched(tmp_path, "fixed", "r0-0000", 0, [_record(1, 0.6), _record(2, 0.6)])
+    _searched(tmp_path, "fixed", "r0-0001", 0, [_record(1, 0.7), _record(2, 0.7)])
+    _searched(tmp_path, "fixed", "r0-0002", 0, [_record(1, 0.6), _record(2, 0.6)])  # the same records as r0-0000
+    _searched(tmp_path, "fixed", "r1-0000", 0, [_record(1, 0.9), _record(2, 0.9)])  # another replicate
+    _searched(tmp_path, "lr", "r0-0000", 0, [_record(1, 0.95), _record(2, 0.95)])  # another arm
+    pruner = SearchPruner(spec, tmp_path)
+
+    def decide(record, arm="fixed", replicate=0, batch=1, phase="search"):
+        trial = SimpleNamespace(config={"phase": phase, "arm": arm, "replicate": replicate, "batch": batch})
+        return pruner.on_trial_result(None, trial, record)
+
+    # Rung 1: the median of {0.6, 0.7} is 0.65 (with r0-0002 counted again it would be 0.6).
+    assert decide(_record(1, 0.64)) == "STOP" and decide(_record(1, 0.66)) == "CONTINUE"
+    # Before the last rung the constraint is not judged: reconstruction may come later than ranking.
+    assert decide(_record(1, 0.66, exact=0.1)) == "CONTINUE"
+    # At the last rung the ranking rule judges, feasible first: a better r that misses the constraint stops.
+    assert decide(_record(2, 0.8, exact=0.1)) == "STOP" and decide(_record(2, 0.66)) == "CONTINUE"
+    assert decide(_record(1, 0.1), batch=0) == "CONTINUE"  # the first batch has nothing to meet
+    assert decide(_record(1, 0.8), replicate=1) == "STOP"  # its replicate's earlier batch recorded 0.9
+    assert decide(_record(1, 0.1), arm="lr", batch=0) == "CONTINUE"
+    assert decide(_record(1, 0.1), phase="confirm") == "CONTINUE"  # confirmation runs always run to the end
 
 
 def test_asha_study_stops_search_trials_and_confirms_in_full(tmp_path):
-    """A real study under ASHA: search trials that trail their arm's rung stop early (``stopped``, the epoch in
+    """A real study with early stopping (one trial a batch): search trials that trail their arm's rung stop early (``stopped``, the epoch in
     the reason), the others and every confirmation run go the whole way."""
     # Five random draws (all TPE start-up) with the arm's sampler seed 0: w_kl values far enough apart that the
     # trailing ones stop at a rung (the spec's seed is offset so that the arm's own seed, moved by its label, is 0).
-    spec = spec_variant(name="asha", epochs=EPOCHS, asha={"grace_period": 1, "reduction_factor": 2},
+    spec = spec_variant(name="asha", epochs=EPOCHS, asha={"grace_period": 1, "reduction_factor": 2}, search_batch=1,
                         sampler_seed=(2**31 - zlib.crc32(b"fixed") % 2**31) % 2**31,
                         arms={"fixed": {**TINY["arms"]["fixed"], "budget": 5, "startup_trials": 10}})  # fmt: skip
     run = run_diffctl("study", "run", str(write_spec(tmp_path, spec)), "--storage", str(tmp_path / "results"))
@@ -136,6 +163,6 @@ def test_asha_study_stops_search_trials_and_confirms_in_full(tmp_path):
     search = [i for i in infos if i["phase"] == "search"]
     stopped = [i for i in search if i["status"] == "stopped"]
     assert len(search) == 5 and 1 <= len(stopped) < 5
-    assert all(i["epochs_done"] < EPOCHS and i["reason"].startswith("stopped early by ASHA") for i in stopped)
+    assert all(i["epochs_done"] < EPOCHS and i["reason"].startswith("stopped early after epoch") for i in stopped)
     assert all(i["status"] == "ok" and i["epochs_done"] == EPOCHS for i in infos if i not in stopped)
     assert sum(i["phase"] == "confirm" for i in infos) == 2

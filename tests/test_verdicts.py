@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from analysis.cli import analyze
-from analysis.compare import feasible_share, paired_vs_fixed, source_ranking, winner
+from analysis.compare import paired_vs_fixed, winner
+from analysis.runs import feasible_share, source_ranking
 from analysis.export import export_command
 from analysis.load import build_tables
 from analysis.questions import grouped_table
@@ -79,7 +80,7 @@ def test_a_consistent_lead_on_every_feasible_seed_wins(pristine, tmp_path):
     _lead(study, "controller", 0.05)
     tables = build_tables(study)
     name, sentence = winner(tables, paired_vs_fixed(tables))
-    assert name == "controller" and f"feasible seeds {len(SEEDS)}/{len(SEEDS)}" in sentence
+    assert name == "controller" and f"feasible runs {len(SEEDS)}/{len(SEEDS)}" in sentence
 
 
 @pytest.mark.slow
@@ -96,7 +97,7 @@ def test_a_diverged_confirmation_seed_blocks_a_win(pristine, tmp_path):
     final = paired[(paired["arm"] == "controller") & (paired["budget"] == 1.0) & (paired["metric"] == "triplet_r_A")]
     assert final["n_pairs"].iloc[0] == 1 and final["verdict"].iloc[0] == "not tested"
     report = analyze(study).read_text()
-    assert "not tested (one pair; n = 1)" in report and f"feasible on {len(SEEDS) - 1}/{len(SEEDS)} seeds" in report
+    assert "not tested (one pair; n = 1)" in report and f"feasible on {len(SEEDS) - 1}/{len(SEEDS)} runs" in report
 
 
 @pytest.mark.slow
@@ -107,7 +108,7 @@ def test_a_missing_or_infeasible_seed_blocks_a_win_and_the_export(pristine, tmp_
     _set_last(runs[SEEDS[0]], val_exact_match_B=0.01)  # misses "val_exact_match_B >= 0.1"
     tables = build_tables(study)
     name, sentence = winner(tables, paired_vs_fixed(tables))
-    assert name is None and "`controller` (feasible on 1/2 seeds)" in sentence
+    assert name is None and "`controller` (feasible on 1/2 runs)" in sentence
     out = tmp_path / "best.yaml"
     assert export_command(str(study), None, str(out)) == 0
     chosen = load_config(out).provenance

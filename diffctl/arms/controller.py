@@ -137,6 +137,23 @@ class ControllerOptions(Section):
                 raise ValueError(f"defaults.{zero[0]} must be > 0 for regularizer 'anchor' (log w0)")
         return self
 
+    def inert_keys(self) -> dict[str, str]:
+        """The keys that change nothing under the other options, each with the option that makes it so (a study's
+        ablation calls an option that changes only these "not applicable", study.phases.ablate)."""
+        inert: dict[str, str] = {}
+        if self.objective == "same_loss":
+            inert.update(dict.fromkeys(("virtual_lr", "outer_weights", "lookahead_every", "outer_data",
+                                        "holdout_fraction"), "objective same_loss"))
+        elif self.outer_data == "train":
+            inert["holdout_fraction"] = "outer_data train"
+        if self.warmup not in ("hold", "blend"):
+            inert["warmup_epochs"] = f"warmup {self.warmup}"
+        if self.regularizer == "none":
+            inert["regularizer_strength"] = "regularizer none"
+        if self.lr_control == "none":
+            inert.update(dict.fromkeys(("hypergradient_beta", "lr_min", "lr_max"), "lr_control none"))
+        return inert
+
 
 def first_controlled_epoch(options: ControllerOptions) -> int:
     """The first epoch (0-based) whose control comes wholly from the controller (after a hold or blend warm-up)."""

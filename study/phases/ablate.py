@@ -1,47 +1,46 @@
 """The ablation phase: the causal answer to the study's open questions.
 
 The search answers "does option X help?" only observationally (TPE moved every other parameter with it). The
-ablation changes one thing from a fixed centre: the ``ablate.arm``'s confirmed configuration (the one rule of
-``study.spec.ranking.rank_sources`` over its confirmation runs, as the analysis picks it). For every question
-(axis) of the spec's ``ablate`` section and every option of it, the option's flat overrides are applied to the
-centre's configuration — same source parameters, same seed, everything else equal — and the option runs once
-per ablation seed (``ablate.seeds``, a subset of the confirmation seeds; null: all of them). Each run's
-reference is the centre's own confirmation run on the same seed (its ``source_trial``), so the analysis pairs
-them by seed (``analysis.ablation``).
+ablation changes one thing from a fixed centre: the ``ablate.arm``'s confirmed configuration
+(``study.confirmed``, the rule the analysis uses). For every question (axis) of the spec's ``ablate`` section and
+every option of it, the option's flat overrides are applied to the centre's configuration — same source
+parameters, same seed, everything else equal — and the option runs once per ablation seed (``ablate.seeds``, a
+subset of the confirmation seeds; null: all of them). Each run's reference is the centre's own confirmation run
+on the same seed (its ``source_trial``), so the analysis pairs them by seed (``analysis.ablation``). An option
+with a ``retune`` section runs with the values its own small search picked (``study.phases.retune``): a tuned
+option against the tuned centre.
 
 An option whose resolved config equals the centre's is "same as the centre" and runs nothing; one whose config
-diffctl refuses for this centre (say a statistic its ``stats_source`` cannot provide) is "not applicable" with
-diffctl's one-line reason, and runs nothing either. Each option is an arm label of its own,
-``<arm>.ablate.<axis>.<option>`` (spaces written as ``_``), in the phase ``ablate``
-(``<study>/ablate/<label>/<trial_id>/``); the plan — every option with its status, the centre and its runs —
-is written to ``<study>/ablate.json`` once the arm's confirmation runs have all ended.
+diffctl refuses for this centre (say a statistic its ``stats_source`` cannot provide), or that changes only keys
+without effect under the rest of it (a lookahead cadence under a same-loss centre), is "not applicable" with the
+reason, and runs nothing either. Each option is an arm label of its own, ``<arm>.ablate.<axis>.<option>``
+(spaces written as ``_``), in the phase ``ablate`` (``<study>/ablate/<label>/s<seed>/``); the plan — every
+option with its status, the centre and its runs, and what each retuned option picked — is written to
+``<study>/ablate.json`` whenever an option is planned.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 
-from diffctl.config import ConfigError, config_from_dict, first_error
+from diffctl.config import first_error
 from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 from diffctl.schema import Section
 
-from ..spec.configs import trial_config
-from ..spec.errors import SpecError
-from ..spec.plan import Planned, ablate_seeds, ablated_arms
-from ..spec.ranking import ConfirmedRun, is_feasible, rank_sources
-from ..spec.constraints import is_finite_number
+from ..confirmed import NOT_APPLICABLE, RUNS, SAME, confirmed_configuration, option_status
+from ..spec.plan import Planned, ablate_name, ablate_seeds, ablated_arms
+from ..spec.ranking import ranking_score
 from ..spec.schema import StudySpec
-from ..trialdir import ABLATE, CONFIRM, NO_FILE, OK, TrialSummary, read_json, read_trials
+from ..trialdir import ABLATE, CONFIRM, NO_FILE, OK, RETUNE, read_json, read_trials
 
 PLAN_FILE = "ablate.json"
-RUNS, SAME, NOT_APPLICABLE = "runs", "same as the centre", "not applicable"
+__all__ = ["NOT_APPLICABLE", "RUNS", "SAME"]  # the option statuses, re-exported for the readers
 
 
 class PlannedOption(Section):
@@ -51,6 +50,10 @@ class PlannedOption(Section):
     overrides: dict[str, Any]
     status: Literal["runs", "same as the centre", "not applicable"]
     reason: str | None = None  # why not applicable
+    # an option with a retune section: the retune run the ranking rule put first and the values it drew (null:
+    # no retune, or none of its runs finished)
+    retune_trial: str | None = None
+    retuned: dict[str, Any] | None = None
 
 
 class CentreRun(Section):
@@ -69,40 +72,22 @@ class AblationPlan(Section):
     options: list[PlannedOption]
 
 
-def centre_runs(spec: StudySpec, study_dir: Path, arm: str) -> tuple[str, list[TrialSummary]] | None:
-    """The arm's confirmed configuration (its source search trial) and its confirmation runs, by the rule the
-    analysis uses too (``rank_sources``); None when the arm has no confirmation run."""
-    runs = [t for t in read_trials(study_dir / CONFIRM / arm) if not t.abandoned]
-    confirmed = []
-    for run in runs:
-        finished = run.status == OK and run.last.get("status") == OK
-        value = run.last.get(spec.selection.metric)
-        confirmed.append(ConfirmedRun(str(run.info.source_trial), run.info.seed, finished,
-                                      finished and is_feasible(spec, run.last),
-                                      float(value) if finished and is_finite_number(value) else math.nan))
-    ranked = rank_sources(confirmed, spec.confirm.seeds, spec.selection.mode)
-    if not ranked:
+def retune_pick(spec: StudySpec, study_dir: Path, label: str) -> tuple[str, dict[str, Any]] | None:
+    """The retune run of an option that the ranking rule puts first among those that ran every epoch (ties in
+    name order) and the overrides it ran with; None when none did."""
+    finished = [t for t in read_trials(study_dir / RETUNE / label)
+                if t.status == OK and t.info.epochs_done == spec.epochs]
+    if not finished:
         return None
-    source = ranked[0]["source"]
-    return source, [run for run, c in zip(runs, confirmed) if c.source == source]
-
-
-def option_status(spec: StudySpec, arm: str, params: dict[str, Any], seed: int,
-                  overrides: dict[str, Any]) -> tuple[str, str | None]:
-    """(status, reason) of one option around a centre: ``runs``, ``same as the centre`` (identical resolved
-    config) or ``not applicable`` (diffctl refuses the config; the reason is its one-line error)."""
-    centre = config_from_dict(trial_config(spec, arm, params, seed)).to_dict()
-    try:
-        option = config_from_dict(trial_config(spec, arm, params, seed, overrides)).to_dict()
-    except (ConfigError, SpecError) as exc:
-        return NOT_APPLICABLE, str(exc)
-    return (SAME, None) if option == centre else (RUNS, None)
+    best = min(finished, key=lambda t: (-ranking_score(spec, t.last), t.trial_id))
+    return best.trial_id, dict(best.info.overrides or {})
 
 
 def plan_ablation(spec: StudySpec, study_dir: Path, arm: str) -> AblationPlan:
-    """The ablation around the arm's confirmed configuration (its confirmation runs have all ended)."""
+    """The ablation around the arm's confirmed configuration (its confirmation runs have all ended; the retunes
+    of the options that have one, as far as they have run)."""
     seeds = ablate_seeds(spec)
-    found = centre_runs(spec, study_dir, arm)
+    found = confirmed_configuration(spec, study_dir, arm)
     options = []
     params: dict[str, Any] = {}
     runs: list[CentreRun] = []
@@ -113,30 +98,30 @@ def plan_ablation(spec: StudySpec, study_dir: Path, arm: str) -> AblationPlan:
             by_seed.setdefault(run.info.seed, run.trial_id)
         runs = [CentreRun(seed=s, trial_id=by_seed[s]) for s in seeds if s in by_seed]
     for label, _, axis, option in ablated_arms(spec):
-        overrides = spec.ablate.axes[axis][option]
+        overrides = spec.ablate.overrides(axis, option)
         status, reason = (NOT_APPLICABLE, f"{arm} has no confirmed configuration") if found is None else \
             option_status(spec, arm, params, seeds[0], overrides)
+        pick = retune_pick(spec, study_dir, label) if spec.ablate.retune(axis, option) is not None else None
         options.append(PlannedOption(axis=axis, option=option, label=label, overrides=overrides, status=status,
-                                     reason=reason))
+                                     reason=reason, retune_trial=pick and pick[0], retuned=pick and pick[1]))
     return AblationPlan(arm=arm, centre=found and found[0], params=params, seeds=seeds, runs=runs, options=options)
 
 
-def plan(spec: StudySpec, study_dir: Path, arm: str) -> Planned:
-    """The Ray configs of the ablation runs around ``arm`` (none unless it is ``ablate.arm``) and a note for every
-    option that runs nothing; writes ``ablate.json``."""
-    if spec.ablate is None or arm != spec.ablate.arm:
-        return Planned()
+def plan(spec: StudySpec, study_dir: Path, label: str) -> Planned:
+    """The Ray configs of one option's runs (one per ablation seed), and a note when it runs nothing; writes
+    ``ablate.json``."""
+    arm = next(a[1] for a in ablated_arms(spec) if a[0] == label)
     ablation = plan_ablation(spec, study_dir, arm)
     atomic_write_text(study_dir / PLAN_FILE, json.dumps(ablation.model_dump(mode="json"), indent=1) + "\n")
+    option = next(o for o in ablation.options if o.label == label)
+    if option.status != RUNS:
+        return Planned([], [f"{ABLATE} {label}: {option_text(option)}; no runs"])
     feasible = {t.trial_id: t.info.source_feasible is not False for t in read_trials(study_dir / CONFIRM / arm)}
-    runs = [
-        {"phase": ABLATE, "arm": o.label, "params": dict(ablation.params), "seed": run.seed,
-         "source_trial": run.trial_id, "source_feasible": feasible.get(run.trial_id, True), "source_arm": arm,
-         "ablate_axis": o.axis, "ablate_option": o.option, "overrides": dict(o.overrides)}
-        for o in ablation.options if o.status == RUNS for run in ablation.runs
-    ]
-    notes = [f"{ABLATE} {o.label}: {option_text(o)}; no runs" for o in ablation.options if o.status != RUNS]
-    return Planned(runs, notes)
+    overrides = option.retuned if option.retuned is not None else option.overrides
+    return Planned([{"phase": ABLATE, "arm": label, "name": ablate_name(run.seed), "params": dict(ablation.params),
+                     "seed": run.seed, "source_trial": run.trial_id, "source_feasible": feasible.get(run.trial_id, True),
+                     "source_arm": arm, "ablate_axis": option.axis, "ablate_option": option.option,
+                     "overrides": dict(overrides)} for run in ablation.runs])
 
 
 def option_text(option: PlannedOption) -> str:

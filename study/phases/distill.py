@@ -41,19 +41,18 @@ def distilled_arm_config(records: list[dict[str, Any]], variant: str) -> dict[st
     return constant_from_records(records, variant)
 
 
-def plan(spec: StudySpec, study_dir: Path, arm: str) -> Planned:
-    """The Ray configs of the distilled runs of an arm: every variant of every confirmation run that finished."""
-    variants = [(label, variant) for label, source, variant in distilled_arms(spec) if source == arm]
+def plan(spec: StudySpec, study_dir: Path, label: str) -> Planned:
+    """The Ray configs of one distilled baseline (``label``: its source arm and variant): its variant of every
+    confirmation run of the source arm that finished, each named as that run."""
+    _, arm, variant = next(d for d in distilled_arms(spec) if d[0] == label)
     runs = []
     for run in (t for t in read_trials(study_dir / CONFIRM / arm) if t.status == OK):
-        records = read_metrics(run.dir)
-        for label, variant in variants:
-            runs.append({
-                "phase": DISTILL, "arm": label, "params": dict(run.info.params), "seed": run.info.seed,
-                "source_trial": run.trial_id,
-                "source_feasible": run.info.source_feasible if run.info.source_feasible is not None else True,
-                "source_arm": arm, "distill": variant, "arm_config": distilled_arm_config(records, variant),
-            })
+        runs.append({
+            "phase": DISTILL, "arm": label, "name": run.trial_id, "params": dict(run.info.params),
+            "seed": run.info.seed, "source_trial": run.trial_id, "replicate": run.info.replicate,
+            "source_feasible": run.info.source_feasible if run.info.source_feasible is not None else True,
+            "source_arm": arm, "distill": variant, "arm_config": distilled_arm_config(read_metrics(run.dir), variant),
+        })
     return Planned(runs)
 
 

@@ -16,7 +16,7 @@ removed once it has finished (:func:`remove_checkpoints`).
 
 The best member (the selection rule on its final record, feasible first) then gives the arm's **schedule**: its
 per-epoch values of rho, the weights and, where mutated, the learning rate, as a piecewise arm
-(``search/<arm>/schedule.yaml``, a whole diffctl config). The arm's confirmation runs replay that schedule on the
+(``search/<arm>/schedule-r<k>.yaml``, a whole diffctl config). The arm's confirmation runs replay that schedule on the
 confirmation seeds (``study.phases.confirm``); its distilled baselines hold its constants (``final``, ``mean``;
 the replay is the confirmation itself).
 
@@ -33,8 +33,12 @@ takes that state with its own, perturbed config — the weights, rho and learnin
 ``pbt_score`` (:data:`SCORE`): the record's rank in the population, larger is better
 (``study.spec.ranking.ranking_score``).
 
-Reproducibility: the initial draws depend on ``pbt.seed`` only; each perturbation draws from a generator seeded
-with ``pbt.seed``, the member's index and the epoch, so a resumed study perturbs as an uninterrupted one would.
+Replicates (``search_replicates``): each replicate's population trains in a Tune experiment of its own
+(``ray_pbt/<arm>``, then ``ray_pbt/<arm>.r1``, ...), its members named ``r<k>-m<member>``, its draws seeded apart.
+
+Reproducibility: the initial draws depend on ``pbt.seed`` (and the replicate) only; each perturbation draws from
+a generator seeded with ``pbt.seed``, the member's index and the epoch, so a resumed study perturbs as an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ from diffctl.train import Trainer
 
 from ..spec.ranking import confirmation_sources, ranking_score, tune_metrics
 from ..spec.schema import MutationFloat, MutationInt, StudySpec
-from ..trialdir import OK, SCHEDULE_FILE, SEARCH, TRAINER_FILE, TrialInfo, TrialSummary, read_metrics, read_trials
+from ..spec.plan import member_name, replicate_of
+from ..trialdir import OK, SEARCH, TRAINER_FILE, TrialInfo, TrialSummary, read_metrics, read_trials, schedule_file
 
 EXPERIMENTS = "ray_pbt"  # <study>/ray_pbt/<arm>/: the Tune experiment of each PBT arm
 CHECKPOINT_GLOB = "checkpoint_*"  # Tune's name for a reported checkpoint in a trial's experiment directory
@@ -85,10 +90,20 @@ def clip(mutation: MutationFloat | MutationInt, value: float) -> float | int:
     return int(round(value)) if isinstance(mutation, MutationInt) else float(value)
 
 
-def initial_params(spec: StudySpec, arm: str) -> list[dict[str, Any]]:
+def replicate_seed(seed: int, replicate: int) -> int | str:
+    """The seed of one replicate's draws: ``pbt.seed`` itself for the first, one derived apart for the others."""
+    return seed if replicate == 0 else f"{seed}/replicate {replicate}"
+
+
+def experiment_name(arm: str, replicate: int) -> str:
+    """The Tune experiment of one replicate of a PBT arm: ``ray_pbt/<arm>``, then ``ray_pbt/<arm>.r1``, ..."""
+    return arm if replicate == 0 else f"{arm}.r{replicate}"
+
+
+def initial_params(spec: StudySpec, arm: str, replicate: int = 0) -> list[dict[str, Any]]:
     """Every member's initial values of the mutated keys, in member order (the same for the same spec)."""
     pbt = spec.arms[arm].pbt
-    rng = random.Random(pbt.seed)
+    rng = random.Random(replicate_seed(pbt.seed, replicate))
     return [{key: draw(rng, mutation) for key, mutation in pbt.mutations.items()} for _ in range(spec.arms[arm].budget)]
 
 
@@ -126,7 +141,7 @@ class MemberPBT(PopulationBasedTraining):
 
     _supports_buffered_results = False  # a perturbation needs each epoch's result as it comes
 
-    def __init__(self, spec: StudySpec, arm: str) -> None:
+    def __init__(self, spec: StudySpec, arm: str, replicate: int = 0) -> None:
         pbt = spec.arms[arm].pbt
         super().__init__(
             time_attr="epoch", metric=SCORE, mode="max", perturbation_interval=pbt.perturbation_interval,
@@ -136,11 +151,12 @@ class MemberPBT(PopulationBasedTraining):
             log_config=False,  # trial.json records every exploit
             synch=True,
         )
-        self._epochs, self._seed = spec.epochs, pbt.seed
-        self._initial = initial_params(spec, arm)
+        self._epochs, self._seed = spec.epochs, replicate_seed(pbt.seed, replicate)
+        self._initial = initial_params(spec, arm, replicate)
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         trial.config.setdefault("params", dict(self._initial[trial.config["member"]]))
+        trial.config.setdefault("name", member_name(trial.config.get("replicate", 0), trial.config["member"]))
         super().on_trial_add(tune_controller, trial)
         saved = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
         if saved is not None and saved.checkpoint is not None and SCORE in (saved.metrics or {}):
@@ -172,11 +188,14 @@ class MemberPBT(PopulationBasedTraining):
         return trial
 
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
-        """Tune's exploit, then have the next experiment snapshot record it. Tune's PBT hands the member the other
+        """Tune's exploit, the member keeping its own index and name (Tune's copy of the source's config carries the
+        source's), then have the next experiment snapshot record it. Tune's PBT hands the member the other
         member's checkpoint without invalidating the trial's cached run state, so a snapshot taken before the
         member restarts kept its own checkpoint with the new config: a driver killed then resumed the member from
         its own state and the exploit was lost (seen with Ray 2.60)."""
+        identity = {key: trial.config[key] for key in ("member", "name", "replicate") if key in trial.config}
         super()._exploit(tune_controller, trial, trial_to_clone)
+        trial.set_config({**trial.config, **identity})  # Tune copied the source's config: the member stays itself
         trial.run_metadata.invalidate_cache()
         tune_controller._tune_controller._mark_trial_to_checkpoint(trial)
 
@@ -200,8 +219,8 @@ class MemberPBT(PopulationBasedTraining):
 class MemberCheckpoints:
     """The state of a PBT member between sessions: Ray checkpoints at its perturbation epochs."""
 
-    def __init__(self, spec: StudySpec, trial_dir: Path, trial_id: str, arm: str) -> None:
-        self.spec, self.trial_id = spec, trial_id
+    def __init__(self, spec: StudySpec, trial_dir: Path, name: str, arm: str) -> None:
+        self.spec, self.trial_id = spec, name  # a checkpoint names its member by its trial name
         self.staging = trial_dir / STAGING_DIR
         self.interval = spec.arms[arm].pbt.perturbation_interval
 
@@ -263,10 +282,11 @@ def remove_checkpoints(experiment_dir: Path) -> int:
     return len(found)
 
 
-def best_member(spec: StudySpec, study_dir: Path, arm: str) -> tuple[TrialSummary, bool] | None:
-    """The arm's best member by the selection rule on its final record (feasible first) and whether it is
-    feasible; None when no member ran every epoch."""
-    ranked = confirmation_sources(spec, read_trials(study_dir / SEARCH / arm), top_k=1)
+def best_member(spec: StudySpec, study_dir: Path, arm: str, replicate: int) -> tuple[TrialSummary, bool] | None:
+    """The best member of one replicate of the arm by the selection rule on its final record (feasible first) and
+    whether it is feasible; None when no member ran every epoch."""
+    members = [t for t in read_trials(study_dir / SEARCH / arm) if replicate_of(t.trial_id) == replicate]
+    ranked = confirmation_sources(spec, members, top_k=1)
     return ranked[0] if ranked else None
 
 
@@ -277,15 +297,15 @@ def schedule_arm(spec: StudySpec, arm: str, records: list[dict[str, Any]]) -> di
     return {"kind": "piecewise", "segments": schedule_from_records(records, (*CONTROL_KEYS, *lr))}
 
 
-def write_schedule(spec: StudySpec, study_dir: Path, arm: str) -> Path | None:
-    """Write ``search/<arm>/schedule.yaml``: the best member's config with its schedule as a piecewise arm (the
-    member's seed: ``diffctl train --config`` retrains the member). None when no member ran every epoch."""
-    found = best_member(spec, study_dir, arm)
+def write_schedule(spec: StudySpec, study_dir: Path, arm: str, replicate: int) -> Path | None:
+    """Write ``search/<arm>/schedule-r<k>.yaml``: the best member's config with its schedule as a piecewise arm
+    (the member's seed: ``diffctl train --config`` retrains the member). None when no member ran every epoch."""
+    found = best_member(spec, study_dir, arm, replicate)
     if found is None:
         return None
     member = found[0]
     data = load_config(member.dir / "config.yaml").to_dict()
     data["arm"] = schedule_arm(spec, arm, read_metrics(member.dir))
-    path = study_dir / SEARCH / arm / SCHEDULE_FILE
+    path = study_dir / SEARCH / arm / schedule_file(replicate)
     atomic_write_text(path, dump_config(config_from_dict(data)))
     return path

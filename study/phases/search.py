@@ -1,172 +1,249 @@
 """The search phase of an Optuna arm: its define-by-run space, a seeded TPE sampler, the Optuna study it tells
-(in the study's journal, ``study.journal``) and its early stopping (one ASHA per arm).
+(in the study's journal, ``study.journal``), and its early stopping — the same sampled configurations, rung
+decisions and picks whether the machine is idle or busy, and after a kill and resume.
 
-``SearchSpace`` samples one flat parameter set of the arm's space: ``trial.suggest_*`` for every key whose
-``when`` conditions hold, in sampling order. Categorical choices that are lists or mappings (a subset of
-controller statistics) reach Optuna as their JSON text and the trial config as the value itself. Ray's
-OptunaSearch pickles its space with the searcher state (resume reloads it), hence a class rather than a closure;
-it runs in the driver for every suggestion, so it stays cheap.
+**Batches.** Each replicate of an arm (``search_replicates``) asks Optuna for ``search_batch`` trials at a time,
+in slot order, and tells Optuna their ends in slot order once every trial of the batch has ended; only then is
+the next batch asked. Before each ask the sampler's random state is reseeded from the arm, the replicate and the
+slot, so that a draw depends only on the trials Optuna holds (the earlier batches, told, and the batch's earlier
+slots, pending: Optuna 5's constant liar), never on timing. A batch asked by a driver that was then killed is
+found again in the journal (each asked trial carries its slot) and not asked twice.
 
-``ArmSearch`` is Ray's ``OptunaSearch`` over that space, plus what the plain searcher does not store: each
-Optuna trial carries the Ray trial id (user attr ``ray_trial_id``), its final ``status``, the epochs it ran
-(``epochs``) and the spec's constraints (``Trial.set_constraint``), so that Optuna's feasibility-aware TPE and
-``best_trial`` see the same feasibility the study's selection uses.
+**Optuna's view.** One single-objective study per arm and replicate (``<arm>``, then ``<arm>.r1``, ...),
+direction that of the spec's selection metric; every epoch whose record has it, the trial reports it as an
+intermediate value. A trial that ran every epoch is ``COMPLETE`` with its final selection value and the spec's
+constraints (``Trial.set_constraint``, <= 0 satisfied), so TPE and ``best_trial`` see the feasibility the study's
+ranking uses; a trial early stopping stopped is ``PRUNED`` (its intermediate values end at the rung); a
+diverged or failed trial is ``FAIL``. User attributes: ``name``, ``slot``, ``batch``, ``replicate``,
+``params`` (the sampled params as JSON), ``sampling`` (TPE's start-up or its model), and at the end
+``ray_trial_id``, ``status``, ``epochs``, ``reason``. The other objectives are reported by the analysis, not
+searched.
 
-``ArmASHA`` gives each arm's search trials an ASHA of their own inside the study's one Tuner: a single ASHA over
-every trial would compare arms at its rungs and stop one arm's trials for another arm's results; confirmation
-and later runs always run to the end. A rung compares the first objective at its epoch, which is evaluated in
-full even when the spec thins the full evaluation out (``study.spec.configs`` adds the rung epochs).
+**Early stopping** (:class:`SearchPruner`, ``asha`` in the spec): successive halving at the rungs
+grace_period x reduction_factor^k below the last epoch, judged on ``study.spec.ranking.rung_score`` (the selection
+metric alone before the last rung, the ranking rule at it). A trial continues when its score is not below the
+(1 - 1/reduction_factor) quantile of the scores its arm-replicate's trials of earlier batches recorded at that rung
+— Ray's ASHA rule, against a set that is complete and fixed when the trial's batch starts (bit-identical records
+count once). The first batch is never stopped. The rung epochs are evaluated in full (``study.spec.configs``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 import zlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # Import Optuna directly first: Ray's wrapper hides a broken Optuna install behind "Optuna must be installed!".
 import optuna
 from optuna.storages import JournalStorage
 from optuna.trial import TrialState
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from ..spec.ranking import constraint_values, objective_key
-from ..spec.schema import CategoricalDistribution, Distribution, FloatDistribution, StudySpec
-from ..spec.space import is_active, sampling_order
-from ..trialdir import SEARCH, trial_place
-
-
-def suggest(trial: Any, key: str, dist: Distribution) -> Any:
-    """Sample one key with the matching ``trial.suggest_*`` call."""
-    if isinstance(dist, CategoricalDistribution):
-        if all(c is None or isinstance(c, (bool, int, float, str)) for c in dist.choices):
-            return trial.suggest_categorical(key, dist.choices)
-        # Optuna takes scalar choices only: lists and mappings travel as their JSON text.
-        encoded = [json.dumps(c, sort_keys=True) for c in dist.choices]
-        return json.loads(trial.suggest_categorical(key, encoded))
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
-    return trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
-
-
-class SearchSpace:
-    """An arm's search space in define-by-run form; calling it samples one flat parameter set.
-
-    Example::
-
-        space = SearchSpace(spec.arms["barrier"].space)
-        params = space(optuna.create_study().ask())   # {'arm.warmup': 'hold', 'arm.warmup_epochs': 3}
-    """
-
-    def __init__(self, space: dict[str, Distribution]) -> None:
-        self.space = {key: space[key] for key in sampling_order(space)}
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        for key, dist in self.space.items():
-            if is_active(dist, params):
-                params[key] = suggest(trial, key, dist)
-        return params
-
+from ..spec.configs import rung_epochs
+from ..spec.constraints import is_finite_number
+from ..spec.plan import search_name
+from ..spec.ranking import constraint_values, rung_score
+from ..spec.schema import StudySpec
+from ..space import SearchSpace
+from ..trialdir import OK, SEARCH, read_metrics, read_trials
 
 RANDOM, MODEL = "random", "model"  # how a search trial's parameters were drawn (TPE start-up or its model)
+TIMING_FIELDS = ("epoch_time_s", "eval_time_s")  # record fields that differ between identical runs
 
 
-def arm_sampler_seed(spec: StudySpec, arm: str) -> int:
-    """The arm's own sampler seed: the spec's ``sampler_seed`` moved by a hash of the arm label, so that two
-    arms with the same key and range do not draw identical values (one seed for all made the fixed arm's and
-    the uncertainty arm's rho both 0.30138...), and adding an arm changes no other arm's draws."""
-    return (spec.sampler_seed + zlib.crc32(arm.encode("utf-8"))) % 2**31
+def study_name(arm: str, replicate: int) -> str:
+    """The Optuna study of one replicate of an arm's search: the arm label, then ``<arm>.r1``, ``<arm>.r2``, ..."""
+    return arm if replicate == 0 else f"{arm}.r{replicate}"
 
 
-def tpe_sampler(spec: StudySpec, arm: str) -> optuna.samplers.TPESampler:
-    """Seeded TPE with the arm's start-up trials (:meth:`~study.spec.ArmSpec.startup`); ``group=True`` models each
-    conditional sub-space on its own (it needs multivariate). Optuna 5's constant liar (on by default) stays on:
-    trials running at once are modelled as pending, so concurrent suggestions spread out."""
+def arm_sampler_seed(spec: StudySpec, arm: str, replicate: int = 0) -> int:
+    """The seed of one replicate of an arm's sampler: the spec's ``sampler_seed`` moved by a hash of the arm label
+    (two arms with the same key and range must not draw identical values; adding an arm changes no other arm's
+    draws) and, for a replicate after the first, by a hash of its number (seeds derived apart)."""
+    seed = spec.sampler_seed + zlib.crc32(arm.encode("utf-8"))
+    if replicate:
+        seed += zlib.crc32(f"{arm}/replicate {replicate}".encode("utf-8"))
+    return seed % 2**31
+
+
+def tpe_sampler(spec: StudySpec, arm: str, replicate: int = 0) -> optuna.samplers.TPESampler:
+    """Seeded TPE with the arm's start-up trials (:meth:`~study.spec.schema.ArmSpec.startup`); ``group=True``
+    models each conditional sub-space on its own (it needs multivariate). Optuna 5's constant liar (on by default)
+    stays on: the pending trials of a batch are modelled as such, so a batch's suggestions spread out."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group is "experimental"
         return optuna.samplers.TPESampler(
-            seed=arm_sampler_seed(spec, arm), n_startup_trials=spec.arms[arm].startup(), multivariate=True,
-            group=True, constant_liar=True,
+            seed=arm_sampler_seed(spec, arm, replicate), n_startup_trials=spec.arms[arm].startup(),
+            multivariate=True, group=True, constant_liar=True,
         )
 
 
-class ArmSearch(OptunaSearch):
-    """OptunaSearch for one arm of a study; the Optuna study is named by the arm label."""
-
-    def __init__(self, spec: StudySpec, arm: str, storage: JournalStorage) -> None:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per arm is noise here
-        metrics = [objective_key(o.metric) for o in spec.objectives]
-        modes = [o.mode for o in spec.objectives]
-        single = len(metrics) == 1
-        super().__init__(
-            space=SearchSpace(spec.arms[arm].space),
-            metric=metrics[0] if single else metrics,
-            mode=modes[0] if single else modes,
-            sampler=tpe_sampler(spec, arm),
-            study_name=arm,
-            storage=storage,
-        )
-        self._study_spec = spec
-        self._startup = spec.arms[arm].startup()
-        self.sampling: dict[str, str] = {}  # Ray trial id -> RANDOM or MODEL
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._ot_study.set_metric_names([o.metric for o in spec.objectives])
-
-    def suggest(self, trial_id: str) -> dict | None:
-        # TPE draws at random while the study has fewer finished trials than its start-up count (Optuna 5,
-        # TPESampler._sample_relative): count them as it does, before it asks.
-        finished = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        params = super().suggest(trial_id)
-        self.sampling[trial_id] = RANDOM if len(finished) < self._startup else MODEL
-        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
-        self._ot_trials[trial_id].set_user_attr("sampling", self.sampling[trial_id])
-        return params
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and trial_id not in self._completed_trials:
-            if _told(ot_trial):
-                # Told by a driver killed after the tell but before its searcher snapshot: the journal has the
-                # end already, and telling it again would only make Optuna refuse ("Cannot tell a COMPLETE trial").
-                self._completed_trials.add(trial_id)
-                return
-            epochs = int(result.get("epoch", 0)) if result else 0
-            status = "error" if error else (result or {}).get("status", "stopped")
-            if status == "ok" and epochs < self._study_spec.epochs:
-                status = "stopped"
-            ot_trial.set_user_attr("status", status)
-            ot_trial.set_user_attr("epochs", epochs)
-            if result and not error:
-                already = ot_trial.constraints  # set before a kill that came before the tell
-                for key, value in constraint_values(self._study_spec, result).items():
-                    if key not in already:
-                        ot_trial.set_constraint(key, value)
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-    def adopt(self, trial_id: str, result: dict | None, error: bool) -> None:
-        """Take over a trial that a killed driver asked and ran after its last experiment snapshot (the restored
-        searcher does not know it): tell Optuna its end unless the journal already has it."""
-        study = self._ot_study
-        for frozen in study.get_trials(deepcopy=False):
-            if frozen.user_attrs.get("ray_trial_id") == trial_id:
-                self._ot_trials[trial_id] = optuna.Trial(study, frozen._trial_id)
-                self.on_trial_complete(trial_id, result=result, error=error)
-                return
+def _reseed(sampler: optuna.samplers.TPESampler, seed: int) -> None:
+    """Put TPE's random states (its own and its start-up sampler's) at ``seed``."""
+    sampler._rng.rng.seed(seed)
+    sampler._random_sampler._rng.rng.seed(seed)
 
 
-def _told(ot_trial: Any) -> bool:
-    """Whether the journal already holds this trial's end (told before the driver was killed and resumed)."""
-    return ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
+@dataclass
+class Slot:
+    """One search trial of an arm's replicate, from its ask to its tell."""
+
+    slot: int
+    number: int  # the Optuna trial number
+    params: dict[str, Any]
+    sampling: str
+    ray_trial_id: str | None = None  # the Ray trial running it (None: not given yet, or given by a killed driver)
+    result: dict[str, Any] | None = None  # its last record, once it has ended
+    ended: bool = False
+    error: bool = False
 
 
-def close_orphans(storage: JournalStorage, arm: str) -> int:
-    """Mark FAIL the Optuna trials of a finished arm that are still RUNNING: asked by a driver that was killed
-    before Ray recorded the trial, they were never run. Returns how many."""
-    study = optuna.load_study(study_name=arm, storage=storage)
+class ArmSearch:
+    """The Optuna search of one replicate of one arm, in batches (see the module docstring). Picklable: the Tune
+    searcher's state holds it (the Optuna study is opened again from the journal after a restore)."""
+
+    def __init__(self, spec: StudySpec, arm: str, replicate: int, storage: JournalStorage) -> None:
+        self.spec, self.arm, self.replicate, self.storage = spec, arm, replicate, storage
+        self.name = study_name(arm, replicate)
+        self.slots: list[Slot] = []
+        self._study: optuna.Study | None = None
+        self._space = SearchSpace(spec.arms[arm].space)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_study": None}
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per arm is noise here
+            direction = "maximize" if self.spec.selection.mode == "max" else "minimize"
+            self._study = optuna.create_study(study_name=self.name, storage=self.storage, direction=direction,
+                                              sampler=tpe_sampler(self.spec, self.arm, self.replicate),
+                                              load_if_exists=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._study.set_metric_names([self.spec.selection.metric])
+        return self._study
+
+    @property
+    def budget(self) -> int:
+        return self.spec.arms[self.arm].budget
+
+    def ended(self) -> bool:
+        """Whether every search trial of this replicate was asked and has ended."""
+        return len(self.slots) == self.budget and all(s.ended for s in self.slots)
+
+    def next_run(self, ray_trial_id: str) -> dict[str, Any] | None:
+        """The Ray config of the next search trial, given to ``ray_trial_id``; None when the budget is given or the
+        current batch has to end before the next is asked."""
+        waiting = [s for s in self.slots if s.ray_trial_id is None]
+        if not waiting:
+            if len(self.slots) == self.budget or not all(s.ended for s in self.slots):
+                return None
+            self._ask_batch()
+            waiting = [s for s in self.slots if s.ray_trial_id is None]
+        slot = waiting[0]
+        slot.ray_trial_id = ray_trial_id
+        return {"phase": SEARCH, "arm": self.arm, "name": search_name(self.replicate, slot.slot),
+                "params": dict(slot.params), "sampling": slot.sampling, "replicate": self.replicate,
+                "batch": slot.slot // self.spec.search_batch, "slot": slot.slot}
+
+    def _ask_batch(self) -> None:
+        """Ask Optuna the next batch's trials in slot order (or find those a killed driver asked already)."""
+        study, start = self.study, len(self.slots)
+        end = min(start + self.spec.search_batch, self.budget)
+        asked = {t.user_attrs.get("slot"): t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        for slot in range(start, end):
+            if slot in asked:
+                trial = asked[slot]
+                self.slots.append(Slot(slot, trial.number, json.loads(trial.user_attrs["params"]),
+                                       trial.user_attrs["sampling"]))
+                continue
+            # TPE draws at random while the study has fewer finished trials than its start-up count (Optuna 5,
+            # TPESampler._sample_relative): count them as it does, before it asks.
+            finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            _reseed(study.sampler, arm_sampler_seed(self.spec, self.arm, self.replicate) + slot)
+            trial = study.ask()
+            params = self._space(trial)
+            sampling = RANDOM if finished < self.spec.arms[self.arm].startup() else MODEL
+            attrs = {"name": search_name(self.replicate, slot), "slot": slot, "replicate": self.replicate,
+                     "batch": slot // self.spec.search_batch, "params": json.dumps(params, sort_keys=True),
+                     "sampling": sampling}
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            self.slots.append(Slot(slot, trial.number, params, sampling))
+
+    def _slot(self, ray_trial_id: str) -> Slot | None:
+        return next((s for s in self.slots if s.ray_trial_id == ray_trial_id), None)
+
+    def on_result(self, ray_trial_id: str, record: dict[str, Any]) -> None:
+        """Report the selection metric of an epoch's record as the trial's intermediate value (once per epoch)."""
+        slot = self._slot(ray_trial_id)
+        value = record.get(self.spec.selection.metric)
+        epoch = record.get("epoch")
+        if slot is None or record.get("status") != OK or not is_finite_number(value) or not isinstance(epoch, int):
+            return
+        frozen = self._frozen(slot)
+        if frozen.state == TrialState.RUNNING and epoch not in frozen.intermediate_values:
+            optuna.Trial(self.study, frozen._trial_id).report(float(value), epoch)
+
+    def on_complete(self, ray_trial_id: str, record: dict[str, Any] | None, error: bool) -> Slot | None:
+        """A search trial ended; once every trial of its batch has, tell Optuna their ends in slot order. Returns the
+        trial's slot (None: not this search's)."""
+        slot = self._slot(ray_trial_id)
+        if slot is None:
+            return None
+        if record:  # a result that stopped the trial reaches the searcher only here
+            self.on_result(ray_trial_id, record)
+        slot.ended, slot.result, slot.error = True, record, error
+        if all(s.ended for s in self.slots):
+            for done in self.slots:
+                self._tell(done)
+        return slot
+
+    def status(self, slot: Slot) -> str:
+        """ok (every epoch), stopped (by early stopping), diverged or error."""
+        record = slot.result or {}
+        if slot.error or not record:
+            return "error"
+        if record.get("status") == OK and record.get("epoch", 0) < self.spec.epochs:
+            return "stopped"
+        return str(record.get("status"))
+
+    def _frozen(self, slot: Slot) -> optuna.trial.FrozenTrial:
+        storage = self.study._storage
+        return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, slot.number))
+
+    def _tell(self, slot: Slot) -> None:
+        study = self.study
+        frozen = self._frozen(slot)
+        if frozen.state.is_finished():  # told by a driver killed before its searcher snapshot
+            return
+        record, status = slot.result or {}, self.status(slot)
+        attrs = {"ray_trial_id": slot.ray_trial_id, "status": status, "epochs": int(record.get("epoch", 0)),
+                 "reason": record.get("reason")}
+        trial = optuna.Trial(study, frozen._trial_id)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if status == OK:
+            for key, value in constraint_values(self.spec, record).items():
+                if key not in frozen.constraints:  # set before a kill that came before the tell
+                    trial.set_constraint(key, value)
+            study.tell(slot.number, float(record[self.spec.selection.metric]))
+        else:
+            study.tell(slot.number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
+
+
+def close_orphans(storage: JournalStorage, name: str) -> int:
+    """Mark FAIL the Optuna trials of a finished search that are still RUNNING (asked, never run: a spec changed
+    under a resumed study, or a search cut short). Returns how many."""
+    study = optuna.load_study(study_name=name, storage=storage)
     orphans = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for trial in orphans:
         storage.set_trial_user_attr(trial._trial_id, "status", "orphan")
@@ -175,50 +252,54 @@ def close_orphans(storage: JournalStorage, arm: str) -> int:
 
 
 def stopped_reason(epoch: Any) -> str:
-    return f"stopped early by ASHA after epoch {epoch}"
+    return f"stopped early after epoch {epoch} (its rung score was below the cut of its arm's earlier batches)"
 
 
-class ArmASHA(FIFOScheduler):
-    """Routes each search trial to its arm's :class:`ASHAScheduler`; other trials run first-in first-out."""
+class SearchPruner(FIFOScheduler):
+    """Early stopping of every Optuna arm's search trials (see the module docstring); other trials run first-in
+    first-out."""
 
     _supports_buffered_results = False  # a rung decision needs each epoch's result as it comes
 
-    def __init__(self, spec: StudySpec) -> None:
+    def __init__(self, spec: StudySpec, study_dir: Path) -> None:
         super().__init__()
         assert spec.asha is not None
-        first = spec.objectives[0]
-        self._by_arm = {
-            arm: ASHAScheduler(
-                time_attr="epoch",  # Ray's training_iteration restarts with a trial restarted from its trainer.pt
-                metric=objective_key(first.metric),
-                mode=first.mode,
-                max_t=spec.epochs,
-                grace_period=spec.asha.grace_period,
-                reduction_factor=spec.asha.reduction_factor,
-            )
-            for arm, arm_spec in spec.arms.items()
-            if not arm_spec.is_pbt  # a PBT arm's members run in a Tuner of their own (phases.pbt)
-        }
-
-    def _asha(self, trial: Any) -> ASHAScheduler | None:
-        phase, arm = trial_place(trial.config)
-        return self._by_arm.get(arm) if phase == SEARCH else None
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        if (asha := self._asha(trial)) is not None:
-            asha.on_trial_add(tune_controller, trial)
+        self.spec, self.study_dir = spec, str(study_dir)
+        self.rungs = [e for e in rung_epochs(spec.asha, spec.epochs) if e < spec.epochs]
+        self._scores: dict[tuple[str, int, int, int], list[float]] = {}  # earlier batches' scores: fixed once known
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        asha = self._asha(trial)
-        return TrialScheduler.CONTINUE if asha is None else asha.on_trial_result(tune_controller, trial, result)
+        config = trial.config
+        epoch = result.get("epoch")
+        if config.get("phase") != SEARCH or "batch" not in config or epoch not in self.rungs:
+            return TrialScheduler.CONTINUE
+        if result.get("status") != OK:
+            return TrialScheduler.CONTINUE  # a diverged record ends the trial anyway
+        return TrialScheduler.STOP if self.stops(config, result) else TrialScheduler.CONTINUE
 
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        if (asha := self._asha(trial)) is not None:
-            asha.on_trial_complete(tune_controller, trial, result)
+    def stops(self, config: dict[str, Any], record: dict[str, Any]) -> bool:
+        """Whether a search trial with this Ray config stops at the rung of this record."""
+        epoch = record["epoch"]
+        reference = self.reference(config["arm"], config["replicate"], config["batch"], epoch)
+        if not reference:
+            return False
+        cutoff = float(np.nanpercentile(reference, (1 - 1 / self.spec.asha.reduction_factor) * 100))
+        return rung_score(self.spec, record, epoch == self.rungs[-1]) < cutoff
 
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        if (asha := self._asha(trial)) is not None:
-            asha.on_trial_remove(tune_controller, trial)
-
-    def debug_string(self) -> str:
-        return "\n".join(f"{arm}: {asha.debug_string()}" for arm, asha in self._by_arm.items())
+    def reference(self, arm: str, replicate: int, batch: int, epoch: int) -> list[float]:
+        """The rung scores at ``epoch`` of the arm-replicate's search trials of batches before ``batch`` that reached
+        it, each distinct record once (read from their files: those batches have ended)."""
+        key = (arm, replicate, batch, epoch)
+        if key not in self._scores:
+            records: dict[str, dict[str, Any]] = {}
+            for trial in read_trials(Path(self.study_dir) / SEARCH / arm):
+                info = trial.info
+                if info.replicate != replicate or info.batch is None or info.batch >= batch:
+                    continue
+                at = [r for r in read_metrics(trial.dir) if r.get("epoch") == epoch and r.get("status") == OK]
+                if at:
+                    content = {k: v for k, v in at[0].items() if k not in TIMING_FIELDS}
+                    records.setdefault(json.dumps(content, sort_keys=True), at[0])
+            last = epoch == self.rungs[-1]
+            self._scores[key] = [rung_score(self.spec, r, last) for r in records.values()]
+        return [s for s in self._scores[key] if not math.isnan(s)]

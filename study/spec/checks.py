@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pydantic
 
 from diffctl.arms import ARM_CLASSES
+from diffctl.arms.controller import first_controlled_epoch
 from diffctl.arms.piecewise import CONTROL_KEYS
 from diffctl.config import Config, ConfigError, config_from_dict
 from diffctl.config import format_validation_error as format_config_error
@@ -22,6 +23,7 @@ from .plan import ablate_label
 from .probe import check_metric, record_fields
 from .schema import (
     DERIVED_METRICS,
+    RETUNE_KEY,
     LABEL_PATTERN,
     RESERVED_KEYS,
     ArmSpec,
@@ -58,6 +60,8 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
         raise SpecError(f"confirm.seeds: repeated seed in {spec.confirm.seeds}")
     if len({o.metric for o in spec.objectives}) != len(spec.objectives):
         raise SpecError("objectives: the same metric is listed twice")
+    if spec.audit is not None and spec.asha is None:
+        raise SpecError("audit: no early stopping to audit (an audit needs asha)")
     uses = spec.named_metrics()  # parses every constraint: a malformed one is refused here
     uses += [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
     check_ablate(spec)
@@ -95,6 +99,12 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
             raise SpecError(
                 f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
             )
+        warmup = first_controlled_epoch(config.arm) if config.arm.kind == "controller" else 0
+        if spec.asha is not None and not arm.is_pbt and spec.asha.grace_period <= warmup:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its config"
+            raise SpecError(f"asha.grace_period: {spec.asha.grace_period} is not longer than the {warmup}-epoch "
+                            f"warm-up arm {label} can have (with {shown}): a rung would judge a trial before it "
+                            "acts; raise the grace period or shorten the warm-up")
 
 
 def _arm_kind(spec: StudySpec, label: str) -> str:
@@ -228,7 +238,30 @@ def check_ablate(spec: StudySpec) -> None:
             for key in overrides:
                 if key in fixed:
                     raise SpecError(f"{where}.{key}: not ablatable, set by {fixed[key]}")
-            _check_override_keys(spec, ablate.arm, where, overrides)
+            _check_override_keys(spec, ablate.arm, where, ablate.overrides(axis, option))
+            _check_retune(spec, axis, option, where)
+
+
+def _check_retune(spec: StudySpec, axis: str, option: str, where: str) -> None:
+    """An option's ``retune`` section: its schema, and a space whose every bound the arm's config takes with the
+    option's overrides (checked against the arm's config without its sampled keys, like an arm's space)."""
+    try:
+        retune = spec.ablate.retune(axis, option)
+    except pydantic.ValidationError as exc:
+        raise SpecError(f"{where}.{RETUNE_KEY}.{format_config_error(exc.errors()[0], model=None)}") from None
+    if retune is None:
+        return
+    overrides = spec.ablate.overrides(axis, option)
+    for key, dist in retune.space.items():
+        _check_distribution(f"{where}.{RETUNE_KEY}.space.{key}", key, dist, retune.space)
+        if key in overrides:
+            raise SpecError(f"{where}.{RETUNE_KEY}.space.{key}: set by the option itself")
+    for params in _sample_params(retune.space):
+        try:
+            config_from_dict(trial_config(spec, spec.ablate.arm, {}, overrides={**overrides, **params}))
+        except (ConfigError, SpecError) as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise SpecError(f"{where}.{RETUNE_KEY}.space: {exc} (with {shown})") from None
 
 
 def _check_ablate_label(where: str, label: str) -> None:

@@ -1,17 +1,29 @@
 """The plan of a study, read off its spec: its phases, the arm labels each phase runs (the *places*: phase x
-label), the most trials each place can run, and the study's trial count. A place's runs are planned by its
-phase (``study.phases``) once the runs it is made from have ended; here only what the spec alone decides.
+label), what each place waits for, the most trials each place can run, and the names its trials get. A place's
+runs are planned by its phase (``study.phases``) once the place it waits for has ended; here only what the spec
+alone decides.
 
-Phases, in the order they run: ``search`` (each arm's Optuna search, or a PBT arm's population), ``confirm``
-(each arm's selected configuration on the confirmation seeds), then the phases made from an arm's ended
-confirmation runs: ``distill`` (the distilled baselines of an adaptive arm, one arm label per variant,
-``<arm>.distilled_<variant>``) and ``ablate`` (the options around the ablated arm's confirmed configuration, one
-arm label per option, ``<arm>.ablate.<axis>.<option>``).
+Phases: ``search`` (each arm's Optuna search, or a PBT arm's population, ``search_replicates`` times), then the
+planned phases, each waiting for one place:
+
+- ``confirm``: each arm's selected configurations on the confirmation seeds, after the arm's search;
+- ``audit``: the pruning audit of an arm (``audit``), after its search;
+- ``distill``: an adaptive arm's distilled baselines, one label per variant (``<arm>.distilled_<variant>``),
+  after the arm's confirmation;
+- ``retune``: an ablation option's own small search (``<arm>.ablate.<axis>.<option>``), after the ablated arm's
+  confirmation;
+- ``ablate``: an ablation option on the ablation seeds (the same label), after its retune if it has one, else
+  after the ablated arm's confirmation.
+
+Trial names (the directory ``<study>/<phase>/<label>/<name>/``) are the same in every run of the same spec:
+``r<replicate>-<slot>`` for a search trial (``r0-0007``), ``r<replicate>-m<member>`` for a PBT member,
+``<source>-<seed>`` for a confirmation run (``r0-0007-1001``), the name of the run it is made from for a
+distilled or audited run, ``t<slot>`` for a retune run and ``s<seed>`` for an ablation run.
 
 Example::
 
-    phase_places(spec)[:2]        # [("search", "fixed"), ("search", "barrier")]
-    place_bound(spec, "confirm", "fixed")   # top_k x seeds
+    phase_places(spec)[:2]                  # [("search", "fixed"), ("search", "barrier")]
+    place_bound(spec, "confirm", "fixed")   # top_k x seeds x replicates
 """
 
 from __future__ import annotations
@@ -22,26 +34,65 @@ from typing import Any
 from .configs import arm_kind
 from .schema import StudySpec
 
-SEARCH, CONFIRM, DISTILL, ABLATE = "search", "confirm", "distill", "ablate"
-PHASES = (SEARCH, CONFIRM, DISTILL, ABLATE)
-DERIVED = (DISTILL, ABLATE)  # the phases planned from an arm's ended confirmation runs, in this order
+SEARCH, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE = "search", "confirm", "audit", "distill", "retune", "ablate"
+PHASES = (SEARCH, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE)
 STILL_KINDS = ("fixed",)  # arm kinds whose weights and rho never move: nothing to distill
 
 
 @dataclass
 class Planned:
-    """What a planned phase (``study.phases``: confirm, distill, ablate) makes of an arm whose runs it is made from
-    have ended: the Ray configs of its runs (``{"phase", "arm", "params", "seed", "source_trial", ...}``, see
-    ``study.searcher``) and one line for each thing worth saying about the plan (an arm with nothing to confirm,
-    an ablation option that runs nothing)."""
+    """What a planned phase (``study.phases``: confirm, audit, distill, retune, ablate) makes of one place once
+    the place it waits for has ended: the Ray configs of its runs (``{"phase", "arm", "name", "params", "seed",
+    ...}``, see ``study.searcher``) and one line for each thing worth saying about the plan (an arm with nothing
+    to confirm, an ablation option that runs nothing)."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Place:
+    """One phase of one arm label: the arm it is made from (``source``) and the place it waits for (``after``)."""
+
+    phase: str
+    label: str
+    source: str
+    after: tuple[str, str] | None  # None: a search, which waits for nothing
+
+
+def search_name(replicate: int, slot: int) -> str:
+    return f"r{replicate}-{slot:04d}"
+
+
+def member_name(replicate: int, member: int) -> str:
+    return f"r{replicate}-m{member:02d}"
+
+
+def confirm_name(source: str, seed: int) -> str:
+    return f"{source}-{seed}"
+
+
+def retune_name(slot: int) -> str:
+    return f"t{slot:04d}"
+
+
+def ablate_name(seed: int) -> str:
+    return f"s{seed}"
+
+
+def replicate_of(name: str) -> int:
+    """The search replicate a search, PBT member or confirmation run belongs to (its name's ``r<k>-`` prefix)."""
+    return int(name[1:name.index("-")])
+
+
 def pbt_arms(spec: StudySpec) -> list[str]:
     """The arms searched by population based training, in spec order."""
     return [label for label, arm in spec.arms.items() if arm.is_pbt]
+
+
+def optuna_arms(spec: StudySpec) -> list[str]:
+    """The arms searched by Optuna, in spec order."""
+    return [label for label, arm in spec.arms.items() if not arm.is_pbt]
 
 
 def slug(label: str) -> str:
@@ -86,35 +137,51 @@ def ablate_seeds(spec: StudySpec) -> list[int]:
     return list(spec.ablate.seeds if spec.ablate.seeds is not None else spec.confirm.seeds)
 
 
-def derived_places(spec: StudySpec) -> list[tuple[str, str, str]]:
-    """(phase, label, source arm) of every arm label made from another arm's ended confirmation runs, in the
-    order they run."""
-    return ([(DISTILL, label, source) for label, source, _ in distilled_arms(spec)]
-            + [(ABLATE, label, source) for label, source, _, _ in ablated_arms(spec)])
+def audited_arms(spec: StudySpec) -> list[str]:
+    """The arms the pruning audit covers: every Optuna arm, when the spec has an audit and early stopping."""
+    return optuna_arms(spec) if spec.audit is not None and spec.asha is not None else []
+
+
+def planned_places(spec: StudySpec) -> list[Place]:
+    """Every place a planned phase runs, in the order the searcher asks for them."""
+    places = [Place(CONFIRM, arm, arm, (SEARCH, arm)) for arm in spec.arms]
+    places += [Place(AUDIT, arm, arm, (SEARCH, arm)) for arm in audited_arms(spec)]
+    places += [Place(DISTILL, label, source, (CONFIRM, source)) for label, source, _ in distilled_arms(spec)]
+    for label, arm, axis, option in ablated_arms(spec):
+        retunes = spec.ablate.retune(axis, option) is not None
+        if retunes:
+            places.append(Place(RETUNE, label, arm, (CONFIRM, arm)))
+        places.append(Place(ABLATE, label, arm, (RETUNE, label) if retunes else (CONFIRM, arm)))
+    return places
 
 
 def phase_places(spec: StudySpec) -> list[tuple[str, str]]:
     """(phase, arm label) of every phase of every arm the study runs, in the order they run."""
-    return ([(SEARCH, arm) for arm in spec.arms] + [(CONFIRM, arm) for arm in spec.arms]
-            + [(phase, label) for phase, label, _ in derived_places(spec)])
+    return [(SEARCH, arm) for arm in spec.arms] + [(p.phase, p.label) for p in planned_places(spec)]
 
 
 def confirm_runs_per_arm(spec: StudySpec, arm: str) -> int:
-    """Upper bound of an arm's confirmation runs: top_k x seeds (fewer when fewer search trials qualify); a PBT
-    arm confirms its best member's schedule only, once per seed."""
-    return (1 if spec.arms[arm].is_pbt else spec.confirm.top_k) * len(spec.confirm.seeds)
+    """Upper bound of an arm's confirmation runs: top_k x seeds per replicate (fewer when fewer search trials
+    qualify); a PBT arm confirms its best member's schedule only, once per seed and replicate."""
+    top = 1 if spec.arms[arm].is_pbt else spec.confirm.top_k
+    return top * len(spec.confirm.seeds) * spec.search_replicates
 
 
 def place_bound(spec: StudySpec, phase: str, label: str) -> int:
     """The most trials one phase of one arm label can run."""
     if phase == SEARCH:
-        return spec.arms[label].budget
-    if phase == ABLATE:
-        return len(ablate_seeds(spec))
+        return spec.arms[label].budget * spec.search_replicates
     if phase == CONFIRM:
         return confirm_runs_per_arm(spec, label)
-    source = next(s for p, lab, s in derived_places(spec) if (p, lab) == (phase, label))
-    return confirm_runs_per_arm(spec, source)  # a distilled baseline: one run per confirmation run of its arm
+    if phase == AUDIT:
+        return spec.audit.per_arm * spec.search_replicates
+    if phase == ABLATE:
+        return len(ablate_seeds(spec))
+    place = next(p for p in planned_places(spec) if (p.phase, p.label) == (phase, label))
+    if phase == RETUNE:
+        _, _, axis, option = next(a for a in ablated_arms(spec) if a[0] == label)
+        return spec.ablate.retune(axis, option).budget
+    return confirm_runs_per_arm(spec, place.source)  # a distilled baseline: one run per confirmation run
 
 
 def total_trials(spec: StudySpec) -> int:

@@ -87,6 +87,14 @@ def ranking_score(spec: StudySpec, record: dict[str, Any]) -> float:
     return INFEASIBLE_RANK - sum(max(v, 0.0) for v in constraint_values(spec, record).values())
 
 
+def rung_score(spec: StudySpec, record: dict[str, Any], last_rung: bool) -> float:
+    """A search trial's score at an early-stopping rung (larger is better). At the last rung, the ranking rule
+    itself (:func:`ranking_score`: feasible first). At an earlier rung, the selection metric alone: a rung must not
+    judge a trial on a constraint it cannot meet yet (a design that learns reconstruction first and ranking later
+    misses the reconstruction constraint early, when a collapsing one may not)."""
+    return ranking_score(spec, record) if last_rung else selection_value(spec, record)
+
+
 def confirmation_sources(spec: StudySpec, trials: list[TrialLike],
                          top_k: int | None = None) -> list[tuple[TrialLike, bool]]:
     """The ``top_k`` (default: the spec's ``confirm.top_k``) search trials of an arm by the selection rule, among

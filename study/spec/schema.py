@@ -75,8 +75,21 @@ class Objective(Section):
 
 
 class Asha(Section):
+    """Early stopping of an Optuna arm's search (``study.phases.search``): successive halving at the rungs
+    grace_period x reduction_factor^k below the last epoch. A search trial at a rung continues when its rung score
+    is in the top 1/reduction_factor of the scores its arm's trials of earlier batches recorded there (itself
+    included), as Ray's ASHA decides, but against a set that does not depend on which trial finished first."""
+
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1.0)
+
+
+class Audit(Section):
+    """The pruning audit (``study.phases.audit``): per arm and replicate, ``per_arm`` search trials that early
+    stopping stopped, drawn with ``seed`` among the best scored at their last rung, trained to the last epoch."""
+
+    per_arm: int = Field(ge=1, le=100)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 DistillVariant = Literal["final", "mean", "replay"]
@@ -162,14 +175,36 @@ class ArmSpec(Section):
         return self.search == PBT
 
 
+class Retune(Section):
+    """An ablation option's own small search (``study.phases.retune``): ``budget`` runs of the centre's
+    configuration with the option's overrides and values of ``space`` drawn at random (seeded), on the centre's
+    search seed; the best by the ranking rule is what the option's seeds then run."""
+
+    budget: int = Field(ge=1, le=100)
+    space: dict[str, Distribution] = Field(min_length=1, max_length=20)
+
+
+RETUNE_KEY = "retune"  # the key of an ablation option that holds its Retune section (every other key: an override)
+
+
 class Ablate(Section):
     """The ablation around one arm's confirmed configuration (``study.phases.ablate``)."""
 
     arm: str
     seeds: list[int] | None = Field(None, min_length=1)  # a subset of confirm.seeds; null: all of them
-    # question -> option label -> flat config key -> value applied to the centre's configuration
-    axes: dict[str, Annotated[dict[str, Annotated[dict[str, Any], Field(min_length=1, max_length=20)]],
+    # question -> option label -> flat config key -> value applied to the centre's configuration (and, under the
+    # key ``retune``, the option's own small search)
+    axes: dict[str, Annotated[dict[str, Annotated[dict[str, Any], Field(min_length=1, max_length=21)]],
                               Field(min_length=1, max_length=10)]] = Field(min_length=1, max_length=20)
+
+    def overrides(self, axis: str, option: str) -> dict[str, Any]:
+        """An option's flat config overrides (without its ``retune`` section)."""
+        return {k: v for k, v in self.axes[axis][option].items() if k != RETUNE_KEY}
+
+    def retune(self, axis: str, option: str) -> Retune | None:
+        """An option's own small search, if it has one (validated by ``study.spec.checks``)."""
+        section = self.axes[axis][option].get(RETUNE_KEY)
+        return None if section is None else Retune.model_validate(section)
 
 
 class StudySpec(Section):
@@ -183,7 +218,13 @@ class StudySpec(Section):
     sampler_seed: int = Field(0, ge=0, le=SEED_MAX)
     max_concurrent: int = Field(2, ge=1, le=MAX_CONCURRENT)
     cpus_per_trial: int = Field(1, ge=1, le=256)
+    # An Optuna arm's search asks Optuna for this many trials at a time and tells it their ends in trial order once
+    # all have ended, so that what is searched does not depend on the machine's load (study.phases.search).
+    search_batch: int = Field(4, ge=1, le=MAX_CONCURRENT)
+    # How many times each arm's search runs, with sampler seeds derived apart (each replicate's pick is confirmed).
+    search_replicates: int = Field(1, ge=1, le=20)
     asha: Asha | None = None
+    audit: Audit | None = None  # null: no pruning audit
     confirm: Confirm = Confirm()
     # Equivalence margins per metric (the two one-sided tests of the analysis): |difference| < margin is
     # "equivalent". A metric without a margin can be better, worse or inconclusive, never equivalent.

@@ -1,0 +1,52 @@
+"""The pruning audit: what early stopping threw away, trained to the end. Neither Ray Tune nor Optuna reports it;
+this is the evidence that the stopping rule did not decide the answer (``analysis.audit`` reads it).
+
+Once an arm's search has ended, per replicate, its search trials that early stopping stopped are ranked by the
+last rung they reached, then by their score there (``study.spec.ranking.rung_score``); ``audit.per_arm`` of the
+best ``2 x audit.per_arm`` of them (all when fewer) are drawn with a generator seeded by ``audit.seed``, the arm
+and the replicate. Each is trained again from the start, with its own params and search seed, to the last
+epoch: its records repeat the stopped trial's up to its rung (the run is deterministic), then go on. A run is
+named as the search trial it audits (``audit/<arm>/r0-0011/``).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..spec.configs import rung_epochs
+from ..spec.plan import Planned, replicate_of
+from ..spec.ranking import rung_score
+from ..spec.schema import StudySpec
+from ..trialdir import AUDIT, SEARCH, STOPPED, TrialSummary, read_trials
+
+
+def candidates(spec: StudySpec, trials: list[TrialSummary]) -> list[TrialSummary]:
+    """The stopped trials, best first: the latest rung reached, then the score there; ties in name order."""
+    rungs = [e for e in rung_epochs(spec.asha, spec.epochs) if e < spec.epochs] if spec.asha else []
+    last = rungs[-1] if rungs else None
+    stopped = [t for t in trials if t.status == STOPPED and t.last]
+    return sorted(stopped, key=lambda t: (-t.last["epoch"], -rung_score(spec, t.last, t.last["epoch"] == last),
+                                          t.trial_id))
+
+
+def drawn(spec: StudySpec, arm: str, replicate: int, trials: list[TrialSummary]) -> list[TrialSummary]:
+    """The audited trials of one replicate of an arm, in name order."""
+    per_arm = spec.audit.per_arm
+    pool = candidates(spec, trials)[: 2 * per_arm]
+    rng = random.Random(f"{spec.audit.seed}/{arm}/{replicate}")
+    return sorted(rng.sample(pool, min(per_arm, len(pool))), key=lambda t: t.trial_id)
+
+
+def plan(spec: StudySpec, study_dir: Path, arm: str) -> Planned:
+    """The Ray configs of an arm's audit runs, once its search has ended."""
+    trials = read_trials(study_dir / SEARCH / arm)
+    planned = Planned()
+    for replicate in range(spec.search_replicates):
+        mine = drawn(spec, arm, replicate, [t for t in trials if replicate_of(t.trial_id) == replicate])
+        if not mine:
+            planned.notes.append(f"audit {arm}: no search trial of replicate {replicate} was stopped early")
+        planned.runs += [{"phase": AUDIT, "arm": arm, "name": t.trial_id, "params": dict(t.info.params),
+                          "seed": t.info.seed, "source_trial": t.trial_id, "source_feasible": None,
+                          "replicate": replicate} for t in mine]
+    return planned
