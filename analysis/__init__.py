@@ -8,5 +8,6 @@ Example::
 """
 
 from .load import StudyTables, load
+from .results import StudyResults, open_study
 
-__all__ = ["StudyTables", "load"]
+__all__ = ["StudyResults", "StudyTables", "load", "open_study"]

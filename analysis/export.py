@@ -4,15 +4,18 @@ config with its provenance, so that ``diffctl train --config best.yaml`` and ``d
 Which arm: without ``--arm``, the arm the analysis names the winner (``analysis.compare.winner``: better than
 fixed lambda and feasible on every confirmation seed); when there is none, the fixed-lambda reference arm, and
 the command says so. ``--arm`` is honoured, with a warning when that arm missed the constraints on some seed.
-Which run: the arm's confirmed configuration (``analysis.runs.confirmation_winner``: most feasible seeds first);
-of its finished runs, the one with the earliest spec confirmation seed (a fixed rule, not the luckiest seed).
+Which run: the arm's confirmed configuration (``analysis.runs.confirmation_winner`` over every search replicate:
+most feasible seeds first); of its finished runs, the one with the earliest spec confirmation seed (a fixed rule,
+not the luckiest seed). The provenance states the configuration's mean over its confirmation runs first, then
+that run's value, the code that trained it (warning when no commit holds it) and the code that exported it. The
+config and the record come from the study's tables, so a published study (its Parquet tables only) exports too.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,13 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-import diffctl
 from diffctl.config import config_from_dict, dump_config, load_config
 from diffctl.errors import InputError
-from diffctl.files import atomic_write_text, read_jsonl
+from diffctl.files import atomic_write_text
+from diffctl.provenance import code_version
 
 from .compare import paired_vs_fixed, winner
-from .runs import feasible_share, winner_runs
+from .runs import confirmation_winner, feasible_share, winner_runs
 from .load import StudyTables, build_tables
 from .stats import t_interval
 
@@ -44,23 +47,6 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def source_commit() -> dict[str, Any] | None:
-    """The git commit of the diffctl sources and whether the checkout had local changes (None outside git)."""
-    where = Path(diffctl.__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return None
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-
-
 def best_arm(tables: StudyTables) -> tuple[str, str]:
     """(arm, why): the analysis's winner, else the fixed-lambda reference arm."""
     name, sentence = winner(tables, paired_vs_fixed(tables))
@@ -72,8 +58,15 @@ def best_arm(tables: StudyTables) -> tuple[str, str]:
     return reference, f"the fixed-λ reference arm ({sentence.split(':', 1)[0]})"
 
 
-def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
+def configuration_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
+    """The runs of the arm's confirmed configuration (over every replicate; a derived arm: its representing runs)."""
     runs = winner_runs(tables, arm)
+    source = confirmation_winner(tables, arm) if arm in tables.spec.arms else None
+    return runs[runs["source_trial"] == source] if source is not None else runs
+
+
+def _exported_run(tables: StudyTables, arm: str) -> pd.Series:
+    runs = configuration_runs(tables, arm)
     runs = runs[runs["usable"]]
     if runs.empty:
         raise InputError(f"--arm {arm}: no finished confirmation run to export")
@@ -87,7 +80,7 @@ def provenance(
 ) -> dict[str, Any]:
     """Where the exported config came from and the value ``diffctl reproduce`` must find again."""
     selection = tables.spec.selection
-    runs = winner_runs(tables, arm)
+    runs = configuration_runs(tables, arm)
     confirm = t_interval(runs.loc[runs["usable"], f"final_{selection.metric}"].astype(float))
     feasible, seeds = feasible_share(tables, arm)
     return {
@@ -108,14 +101,18 @@ def provenance(
             "chosen": why,
         },
         "feasible_seeds": f"{feasible}/{seeds}",
+        # What the configuration gives: its mean over every confirmation run first; then the one run exported.
+        "confirmation": {"metric": selection.metric, **{k: (None if v != v else v) for k, v in confirm.items()}},
         "objective": {"metric": selection.metric, "mode": selection.mode, "value": record[selection.metric],
                       "epoch": int(record["epoch"])},
         "objectives": {o.metric: record.get(o.metric) for o in tables.spec.objectives},
-        "confirmation": {k: (None if v != v else v) for k, v in confirm.items()},
         "seed": int(run["seed"]),
         "threads": threads,
         "versions": package_versions(),
-        "git": source_commit(),
+        "code": {"trials": None if pd.isna(run.get("code_commit")) else
+                 {"commit": str(run["code_commit"]), "dirty": bool(run["code_dirty"]),
+                  "diff_sha256": None if pd.isna(run.get("code_diff_sha256")) else str(run["code_diff_sha256"])},
+                 "export": code_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -138,13 +135,21 @@ def export_best(study_dir: str | Path, arm: str | None, out: str | Path) -> Path
     feasible, seeds = feasible_share(tables, arm)
     if feasible < seeds:
         print(f"warning: `{arm}` met the constraints on {feasible} of {seeds} confirmation seeds", file=sys.stderr)
-    trial_dir = tables.study_dir / run["trial_dir"]
-    config = load_config(trial_dir / "config.yaml")
-    records = [r for r in read_jsonl(trial_dir / "metrics.jsonl") if r.get("epoch") == run["final_epoch"]]
-    if not records or records[0].get(tables.spec.selection.metric) is None:
-        raise InputError(f"{trial_dir}: no {tables.spec.selection.metric} at epoch {run['final_epoch']}")
+    if run.get("code_dirty") is True or run.get("code_dirty") == 1:
+        print(f"warning: trial {run['trial_id']} ran from a dirty tree (no commit holds its code: "
+              f"{run['code_commit']} with local changes)", file=sys.stderr)
+    config = config_from_dict(json.loads(run["config_json"]))
+    epochs = tables.epochs
+    at = epochs[(epochs["arm"] == arm) & (epochs["phase"] == run["phase"]) & (epochs["trial_id"] == run["trial_id"])
+                & (epochs["epoch"] == run["final_epoch"])]
+    record = {k: v.item() if hasattr(v, "item") else v for k, v in at.iloc[0].items()} if len(at) else {}
+    record = {k: v for k, v in record.items() if not (isinstance(v, float) and v != v)}
+    if record.get(tables.spec.selection.metric) is None:
+        raise InputError(f"{tables.study_dir / run['trial_dir']}: no {tables.spec.selection.metric} at epoch "
+                         f"{run['final_epoch']}")
+    record["epoch"] = int(record["epoch"])
     exported = config_from_dict(
-        {**config.to_dict(), "provenance": provenance(tables, arm, why, run, records[0], config.optim.threads)}
+        {**config.to_dict(), "provenance": provenance(tables, arm, why, run, record, config.optim.threads)}
     )
     atomic_write_text(out_path, dump_config(exported))
     return out_path
@@ -154,8 +159,9 @@ def export_command(study_dir: str, arm: str | None, out: str) -> int:
     """CLI entry: export and print what was written."""
     path = export_best(study_dir, arm, out)
     chosen = load_config(path).provenance
-    objective = chosen["objective"]
+    objective, confirmation = chosen["objective"], chosen["confirmation"]
     print(f"wrote {path}: arm `{chosen['arm']}`, {chosen['selection_rule']['chosen']}; feasible on "
-          f"{chosen['feasible_seeds']} confirmation seeds; {objective['metric']} = {objective['value']} at epoch "
+          f"{chosen['feasible_seeds']} confirmation runs; {objective['metric']} mean {confirmation['mean']:.4g} over "
+          f"{confirmation['n']} runs; exported with seed {chosen['seed']}: {objective['value']} at epoch "
           f"{objective['epoch']}")
     return 0

@@ -30,7 +30,7 @@ from diffctl.files import atomic_write_bytes
 from study.spec import SPEC_FILE, StudySpec, saved_spec
 from study.spec.configs import arm_kind
 from study.spec.plan import PHASES, pbt_arms
-from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, read_info, read_metrics
+from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, TrialInfo, parse_info, read_info, read_metrics
 
 USABLE_STATUSES = ("ok", "stopped")
 ID_COLUMNS = ["arm", "phase", "trial_id"]
@@ -48,6 +48,7 @@ class StudyTables:
     spec: StudySpec
     trials: pd.DataFrame
     epochs: pd.DataFrame
+    published: bool = False  # read from the Parquet tables of a published study (no trial directories)
 
     def __iter__(self):
         """Unpack as ``trials, epochs = load(study_dir)``."""
@@ -178,11 +179,17 @@ def _trial_row(
         "wall_time_s": float(info.wall_time_s),
         "source_trial": info.source_trial,
         "params": json.dumps(info.params, sort_keys=True),
+        # The whole trial.json and config, as JSON text: a published study (its Parquet tables without the trial
+        # directories) still says everything the trial files said (the analysis and the export read them).
+        "info_json": json.dumps(data, sort_keys=True),
+        "config_json": json.dumps(config, sort_keys=True),
         "trial_dir": str(trial_dir.relative_to(study_dir)),
         # Ray's trial ids are random: config.yaml, written once when a trial starts, dates its start instead.
         "started_at": (config_path if config_path.exists() else trial_dir / TRIAL_FILE).stat().st_mtime,
     }
     row.update(_node_columns(info.nodes))
+    code = info.code or {}
+    row.update(code_commit=code.get("commit"), code_dirty=code.get("dirty"), code_diff_sha256=code.get("diff_sha256"))
     if info.exploits is not None:  # a PBT member: how often it took another member's state
         row["exploits"] = len(info.exploits)
     # The other keys of trial.json (source_feasible, sampling, ...; and any a later version adds) as they are.
@@ -246,6 +253,8 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     if not root.is_dir():
         raise InputError(f"{study_dir}: " + ("not a directory" if root.exists() else "no such study directory"))
     spec = saved_spec(root)
+    if is_published(root):
+        return _published_tables(root, spec)
     rows, epoch_rows = [], []
     for phase, trial_dir in trial_dirs(root):
         records = _read_records(trial_dir)
@@ -262,6 +271,40 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     return StudyTables(root, spec, trials, epochs)
 
 
+def is_published(study_dir: Path) -> bool:
+    """A published study: its Parquet tables and spec, without trial directories (what ``results/<name>/``
+    commits)."""
+    return (study_dir / TRIALS_FILE).is_file() and not trial_dirs(study_dir)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing (a published study keeps {TRIALS_FILE} and {EPOCHS_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
+
+
+def _published_tables(root: Path, spec: StudySpec) -> StudyTables:
+    """The tables of a published study, read back from its Parquet files."""
+    trials, epochs = _read_parquet(root / TRIALS_FILE), _read_parquet(root / EPOCHS_FILE)
+    for path, frame, needed in ((root / TRIALS_FILE, trials, ("info_json", "config_json", "usable", "feasible")),
+                                (root / EPOCHS_FILE, epochs, ("epoch",))):
+        missing = [c for c in (*ID_COLUMNS, *needed) if c not in frame]
+        if missing:
+            raise InputError(f"{path}: column {missing[0]} missing (written by an earlier diffctl, or not a study's)")
+    status = epochs[epochs.get("status", pd.Series("ok", index=epochs.index)) == "ok"]
+    _check_named_metrics(spec, [dict(zip(status.columns, row)) for row in status.head(1).itertuples(index=False)],
+                         root / SPEC_FILE)
+    return StudyTables(root, spec, trials, epochs, published=True)
+
+
+def trial_info(tables: StudyTables, row: pd.Series) -> TrialInfo:
+    """The ``trial.json`` of a row of the trials table (from its ``info_json``)."""
+    return parse_info(json.loads(row["info_json"]), tables.study_dir / row["trial_dir"] / TRIAL_FILE)
+
+
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` as Parquet atomically (a reader never sees a half-written table)."""
     buffer = io.BytesIO()
@@ -270,7 +313,10 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def save_tables(tables: StudyTables) -> None:
-    """Save the tables as trials.parquet / epochs.parquet in the study directory."""
+    """Save the tables as trials.parquet / epochs.parquet in the study directory (a published study's are what
+    they were read from: left as they are)."""
+    if tables.published:
+        return
     write_parquet(tables.trials, tables.study_dir / TRIALS_FILE)
     write_parquet(tables.epochs, tables.study_dir / EPOCHS_FILE)
 

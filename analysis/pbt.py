@@ -9,15 +9,15 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from diffctl.config import load_config
-from study.trialdir import read_info, schedule_file
+from study.trialdir import schedule_file
 
-from .load import StudyTables
+from .load import StudyTables, trial_info
 
 LINEAGE_COLUMNS = ["arm", "member", "epoch", "source_trial"]
 
@@ -33,9 +33,9 @@ def lineage_table(tables: StudyTables) -> pd.DataFrame:
     from, and each mutated key's value before and after (``before_<key>``, ``after_<key>``)."""
     rows = []
     for arm in tables.pbt_arms():
-        for trial_dir in members(tables, arm)["trial_dir"]:
-            info = read_info(tables.study_dir / trial_dir)
-            for exploit in (info.exploits if info is not None else None) or []:
+        for _, member in members(tables, arm).iterrows():
+            info = trial_info(tables, member)
+            for exploit in info.exploits or []:
                 row = {"arm": arm, "member": info.trial_id, "epoch": exploit["epoch"],
                        "source_trial": exploit["source_trial"]}
                 row.update({f"before_{k}": v for k, v in exploit["before"].items()})
@@ -48,13 +48,15 @@ def schedule_path(tables: StudyTables, arm: str, replicate: int = 0) -> Path:
     return tables.study_dir / "search" / arm / schedule_file(replicate)
 
 
-def schedule_values(tables: StudyTables, arm: str) -> pd.DataFrame | None:
-    """The PBT arm's schedule (its best member's, ``schedule.yaml``) per epoch: rho, each weight (a pair as its
-    mean) and lr where it sets one; None when the arm wrote none (no member ran every epoch)."""
-    path = schedule_path(tables, arm)
-    if not path.is_file():
+def schedule_values(tables: StudyTables, arm: str, replicate: int = 0) -> pd.DataFrame | None:
+    """A PBT arm's schedule (its best member's, ``schedule-r<k>.yaml``, as its confirmation runs replay it) per
+    epoch: rho, each weight (a pair as its mean) and lr where it sets one; None when it confirmed nothing (no
+    member ran every epoch)."""
+    trials = tables.trials
+    runs = trials[(trials["phase"] == "confirm") & (trials["arm"] == arm) & (trials["replicate"] == replicate)]
+    if runs.empty:
         return None
-    segments = load_config(path).arm.model_dump()["segments"]
+    segments = json.loads(runs["config_json"].iloc[0])["arm"]["segments"]
     rows = []
     for epoch in range(1, tables.spec.epochs + 1):
         segment = next(s for s in segments if s["until_epoch"] is None or s["until_epoch"] >= epoch)
@@ -77,10 +79,11 @@ def pbt_section(tables: StudyTables, lineage: pd.DataFrame) -> str:
         confirmed = tables.trials[(tables.trials["phase"] == "confirm") & (tables.trials["arm"] == arm)]
         best = confirmed["source_trial"].dropna().iloc[0] if not confirmed.empty else None
         schedule = schedule_path(tables, arm).relative_to(tables.study_dir).as_posix()
-        lines.append(f"- `{arm}`: population {population} x {epochs} epochs = {population * epochs} trial-epochs; "
-                     f"{len(mine)} exploit(s) by {exploited} member(s). "
-                     + (f"Best member `{best}`; its schedule [{schedule}]({schedule}) is what the confirmation runs "
-                        "replay." if best is not None else "No member ran every epoch: nothing confirmed."))
+        lines.append(f"- `{arm}`: population {population} x {epochs} epochs = {population * epochs} trial-epochs "
+                     f"per replicate; {len(mine)} exploit(s) by {exploited} member(s). "
+                     + (f"Best member `{best}`; its schedule (`{schedule}` in the study directory, the arm section "
+                        "of its confirmation runs' configs) is what they replay." if best is not None
+                        else "No member ran every epoch: nothing confirmed."))
     others = [f"`{arm}` {spec.budget} x {epochs} = {spec.budget * epochs}"
               for arm, spec in tables.spec.arms.items() if arm not in arms]
     if others:

@@ -62,6 +62,12 @@ def _grid(n: int, width: float = 4.5, height: float = 3.2) -> tuple[plt.Figure, 
     return fig, flat[:n]
 
 
+def _legend(ax: plt.Axes, **options) -> None:
+    """A legend when the axes have labelled lines (a study with nothing to draw there has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _arm_label(tables: StudyTables, arm: str) -> str:
     feasible, seeds = feasible_share(tables, arm)
     return arm if feasible == seeds or not tables.spec.constraints else f"{arm}\ninfeasible {seeds - feasible}/{seeds}"
@@ -97,7 +103,7 @@ def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) ->
                 ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1, label=c.text)
         ax.set_xticks(x, labels, rotation=20, fontsize=8)
         ax.set_title(title)
-    axes[0].legend(fontsize=8)
+    _legend(axes[0], fontsize=8)
     fig.suptitle("Confirmation seeds, confirmed configuration of each arm (hollow: a seed that missed the constraints)")
     return _save(fig, path)
 
@@ -121,7 +127,7 @@ def learning_curves(tables: StudyTables, path: Path) -> Path:
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=8)
+    _legend(axes[0], fontsize=8)
     fig.suptitle("Confirmation runs of each arm's confirmed configuration: mean over seeds, band from the lowest to "
                  "the highest seed")
     return _save(fig, path)
@@ -199,7 +205,7 @@ def control_signals(tables: StudyTables, path: Path) -> Path:
     for ax, signal in zip(axes, SIGNALS):
         ax.set_title(signal)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=7)
+    _legend(axes[0], fontsize=7)
     return _save(fig, path)
 
 
@@ -225,7 +231,7 @@ def optimization_history(tables: StudyTables, path: Path) -> Path:
         ax.set_title(arm)
         ax.set_xlabel("search trial, in start order (dotted: did not finish)")
         ax.set_ylabel(selection.metric)
-    axes[0].legend(fontsize=7)
+    _legend(axes[0], fontsize=7)
     return _save(fig, path)
 
 
@@ -250,7 +256,7 @@ def trajectory_plot(tables: StudyTables, arm: str, baselines: dict[str, str], pa
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=7)
+    _legend(axes[0], fontsize=7)
     fig.suptitle(f"{arm} against its distilled baselines (mean, 95% t-band over seeds)")
     return _save(fig, path)
 
@@ -269,7 +275,7 @@ def pbt_schedule_plot(tables: StudyTables, arm: str, schedule: pd.DataFrame, pat
             ax.plot(records["epoch"], records[column], marker=".", label=f"{best[0]} (seed {best[1]['seed']})")
         ax.set_title(key)
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=7)
+    _legend(axes[0], fontsize=7)
     fig.suptitle(f"{arm}: the schedule of its best member, which its confirmation runs replay")
     return _save(fig, path)
 

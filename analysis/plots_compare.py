@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .load import StudyTables
-from .plots import _grid, _save
+from .plots import _grid, _legend, _save
 
 
 def expected_best_plot(tables: StudyTables, table: pd.DataFrame, path: Path) -> Path:
@@ -27,6 +27,6 @@ def expected_best_plot(tables: StudyTables, table: pd.DataFrame, path: Path) -> 
     for ax in (by_n, by_cost):
         ax.set_ylabel(f"expected best {metric}")
         ax.grid(alpha=0.3)
-    by_n.legend(fontsize=7)
+    _legend(by_n, fontsize=7)
     fig.suptitle("Expected best of n search trials (feasible, every epoch), 95% bootstrap band")
     return _save(fig, path)

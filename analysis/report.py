@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from diffctl.files import atomic_write_text
+from diffctl.provenance import code_version, describe
 
 from .collapse import AT_FLOOR, COLLAPSED_WEIGHTS, RECON_COLLAPSED, collapse_sentence
 from .compare import EPOCHS_TO_EXACT, EXACT_TARGET, auc_metric, full_budget
@@ -100,6 +101,43 @@ def write_tables(study_dir: Path, findings: Findings) -> dict[str, Path]:
 
 def _link(name: str) -> str:
     return f"[{name}.csv]({TABLES_DIR}/{name}.csv)"
+
+
+ELBO_FLOOR = 2 * 9 * math.log(3)  # nats: two VAEs that ignore their input and predict every trit uniformly
+
+
+def metric_notes(tables: StudyTables) -> str:
+    """What the metrics measure on this data: triplet r's ceiling and the untied concordance (with the tie share
+    measured in this study's records), and what the negative ELBO is for a run that reconstructs."""
+    epochs = tables.epochs
+    shares = [epochs[c].dropna().astype(float) for c in ("triplet_tie_share_A", "triplet_tie_share_B") if c in epochs]
+    share = float(pd.concat(shares).mean()) if shares and any(len(s) for s in shares) else math.nan
+    measured = f"{share:.1%} in this study's records" if share == share else "about 50% (not recorded here)"
+    return (f"Metrics. `triplet_r` (upstream's triplet concordance) scores a tied triple (v3(i−j) = v3(i−k): "
+            f"{measured}) right about half the time for any embedding, so its ceiling is 0.5 s + (1 − s) ≈ 0.75 for a "
+            "tie share s; `triplet_untied` scores the untied triples alone (ceiling 1.0, random 0.5), and r = s × "
+            "(agreement on tied triples) + (1 − s) × untied. `val_loss_unweighted` is the negative ELBO of the pair: "
+            "for a run that reconstructs it is essentially its rate (the KL nats its codes use, `kl_A` + `kl_B`) plus "
+            f"what reconstruction still misses; its floor, 2 × 9 ln 3 ≈ {ELBO_FLOOR:.1f} nats, belongs to a model "
+            "that ignores its input. Worse on the ELBO, for an arm that reconstructs, means its codes use more nats.")
+
+
+def code_line(tables: StudyTables) -> str:
+    """Which code ran the trials (``diffctl.provenance``), with a warning when no commit holds it."""
+    trials = tables.trials
+    if "code_commit" not in trials or trials["code_commit"].isna().all():
+        return "Code: not recorded (the trials ran outside a git checkout, or before diffctl recorded it)."
+    versions = trials[["code_commit", "code_dirty", "code_diff_sha256"]].drop_duplicates()
+    shown = "; ".join(describe({"commit": c, "dirty": bool(d), "diff_sha256": h})
+                      for c, d, h in versions.itertuples(index=False) if isinstance(c, str))
+    mixed = trials.get("mixed_code", pd.Series(False, index=trials.index)).fillna(False).astype(bool).any()
+    text = f"Code: the trials ran from {shown}"
+    if versions["code_dirty"].fillna(False).astype(bool).any():
+        text += (". **Warning: a dirty tree** — no commit holds the code that ran some trials; the numbers cannot be "
+                 "reproduced from a commit")
+    if len(versions) > 1 or mixed:
+        text += ". **Warning:** the trials ran from more than one version of the code"
+    return text + "."
 
 
 def _flagged(tables: StudyTables) -> str:
@@ -223,9 +261,14 @@ def render(tables: StudyTables, findings: Findings) -> str:
     search_cols = [c for c in t["search"].columns if c not in ("params", "reason")]
     return f"""# Study `{spec.name}`
 
-Directory `{tables.study_dir}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} ·
-objectives {objectives} · constraints {constraints} · selection {spec.selection.metric} ({spec.selection.mode}) ·
-confirmation seeds {spec.confirm.seeds} · fixed-λ reference arm `{tables.fixed_arm()}`.
+Directory `{tables.study_dir}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} with {describe(code_version())} ·
+objectives {objectives} · constraints {constraints} · selection {spec.selection.metric} ({spec.selection.mode}),
+the ranking rule of every stage (feasible first) · confirmation seeds {spec.confirm.seeds} × {spec.search_replicates}
+search replicate(s) · fixed-λ reference arm `{tables.fixed_arm()}`.
+
+{code_line(tables)}
+
+{metric_notes(tables)}
 
 ## Conclusions
 

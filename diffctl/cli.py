@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError
 
@@ -144,6 +145,11 @@ def _run(args: argparse.Namespace) -> int:
 
         print("\n".join(reference_lines(args.arm)))
         return EXIT_OK
+    if args.command == "study" and args.study_command == "status" and _published(args.dir):
+        from analysis.results import published_status_lines  # a published study is read from its tables
+
+        print("\n".join(published_status_lines(Path(args.dir).absolute()) or []))
+        return EXIT_OK
     if args.command == "study":
         import study.cli as study_cli
 
@@ -167,6 +173,12 @@ def _run(args: argparse.Namespace) -> int:
 
         return reproduce_command(args.file, args.tolerance)
     raise InputError(f"unknown command {args.command!r}")
+
+
+def _published(directory: str) -> bool:
+    """A published study directory: its tables and spec, no state.json (``analysis.results``)."""
+    path = Path(directory)
+    return not (path / "state.json").exists() and (path / "trials.parquet").is_file() and (path / "spec.yaml").is_file()
 
 
 def main(argv: list[str] | None = None) -> int:

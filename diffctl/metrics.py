@@ -153,6 +153,8 @@ def decode_in_chunks(model: DualVAE, z: torch.Tensor) -> tuple[torch.Tensor, tor
 # Fields of the full set: over all 19,683 operations, the prior samples and the triples. An epoch evaluated
 # without them (``full=False``) has them as None; the cheap rest reads only the val split.
 TRIPLET = ("triplet_r", "triplet_r_se", "triplet_untied", "triplet_untied_se", "triplet_tie_share")
+# Both VAEs in one number: the mean of their untied concordances (a study that ranks on it judges A and B alike).
+BOTH_UNTIED = "triplet_untied_AB"
 FULL_SET_PER_VAE = ("recon_coverage", "sampled_coverage", "prior_argmax_coverage", "latent_var", "eff_dim", *TRIPLET,
                     "recon_coverage_at_rho")
 PER_VAE = ("val_exact_match", "val_trit_acc", "recon_coverage", "sampled_coverage", "prior_argmax_coverage", "kl",
@@ -166,14 +168,16 @@ def metric_names(with_rho: bool) -> list[str]:
     names = ["val_loss_unweighted"]
     names += [f"{m}_{v}" for v in VAES for m in PER_VAE]
     names += [f"{m}_{v}" for v in VAES for m in TRIPLET]
+    names.append(BOTH_UNTIED)
     names += [f"{m}_{v}" for v in VAES for m in AT_RHO] if with_rho else []
     return names
 
 
 # Fields that may be undefined (NaN) in a healthy run: a standard error of fewer than two samples, and the
 # untied concordance of triples that all tie. Any other non-finite metric marks the run diverged (diffctl.train).
-MAY_BE_UNDEFINED = frozenset(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES)
-FULL_SET = frozenset(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES)
+MAY_BE_UNDEFINED = frozenset(
+    [*(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES), "triplet_untied_AB"])
+FULL_SET = frozenset([*(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES), "triplet_untied_AB"])
 
 
 def recon_coverage(logits: torch.Tensor, data: OperationSet) -> float:
@@ -211,6 +215,7 @@ def _full_set(
         out[f"triplet_untied_{name}"] = concordance.untied
         out[f"triplet_untied_se_{name}"] = concordance.untied_se
         out[f"triplet_tie_share_{name}"] = concordance.tie_share
+    out[BOTH_UNTIED] = (out["triplet_untied_A"] + out["triplet_untied_B"]) / 2
     return out
 
 

@@ -30,6 +30,7 @@ from optuna_dashboard import wsgi
 from diffctl.errors import InputError
 
 from .journal import JOURNAL_FILE
+from .spec import SPEC_FILE
 from .state import read_state
 from .trialdir import one_line
 
@@ -121,7 +122,8 @@ def dashboard_command(directory: str, host: str, port: int) -> None:
     study_dir = Path(directory).absolute()
     if not study_dir.is_dir():
         raise InputError(f"{directory}: " + ("not a directory" if study_dir.exists() else "no such study directory"))
-    read_state(study_dir)  # refuses a directory that is no study
+    if not (study_dir / JOURNAL_FILE).is_file() or not (study_dir / SPEC_FILE).is_file():
+        read_state(study_dir)  # refuses a directory that is no study (a published one keeps its journal and spec)
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port}: expected 0 to 65535 (0: any free port)")
     app = refuse_writes(wsgi(read_only_storage(study_dir)), study_dir / JOURNAL_FILE)

@@ -24,13 +24,14 @@ from ray import tune
 from ray.tune.execution import class_cache
 
 from diffctl.errors import InputError
+from diffctl.provenance import code_version
 from diffctl.files import atomic_write_text
 
 from .cluster import check_storage
 from .journal import journal_storage
 from .phases.pbt import EXPERIMENTS as PBT_EXPERIMENTS
 from .phases.pbt import MemberPBT, experiment_name, remove_checkpoints, write_schedule
-from .phases.search import SearchPruner, close_orphans, stopped_reason, study_name
+from .phases.search import SearchPruner, close_orphans, study_name
 from .progress import ProgressCallback, StudyProgress, install
 from .searcher import StudySearch
 from .snapshot import atomic_snapshots, check_snapshot
@@ -38,7 +39,18 @@ from .spec import SPEC_FILE, StudySpec, check_resources, dump_spec, load_spec
 from .spec.plan import optuna_arms, pbt_arms, phase_places
 from .state import LAYOUT_VERSION, PHASE_DONE, new_state, read_state, write_state
 from .trainable import TrialJob, train_trial
-from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished, one_line, read_trials, trial_dirname
+from .trialdir import (
+    ABANDONED,
+    CONFIRM,
+    ERROR,
+    RUNNING,
+    SEARCH,
+    mark_finished,
+    one_line,
+    read_info,
+    read_trials,
+    trial_dirname,
+)
 
 # An experiment snapshot (trial states and searcher, what resume restores) every 2 s instead of every >= 10 s:
 # a trial started after the last snapshot of a killed driver is unknown to the restored experiment, which runs
@@ -47,6 +59,9 @@ from .trialdir import ABANDONED, CONFIRM, ERROR, SEARCH, STOPPED, mark_finished,
 _RAY_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2", "RAY_AIR_NEW_OUTPUT": "0"}
 _TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RESTORE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+# Tune's own resume hint after an interrupt ("Resume experiment with: Tuner.restore(...)"): the study's is
+# `diffctl study resume`, which also restores the PBT Tuners and the searcher's state around it.
+_TUNE_LOGGER = "ray.tune.tune"
 EXPERIMENT = "ray"  # the Tune experiment directory inside the study directory
 # The local Ray starts one idle worker per core at once; each imports these before taking work, while the driver
 # sets the study up. Trial actors then start on them (see _plain_trial_actors) with torch, the project and
@@ -164,7 +179,7 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
     progress = StudyProgress(spec, study_dir)
     install(progress)
     try:
-        job = TrialJob(spec, str(study_dir))
+        job = TrialJob(spec, str(study_dir), code_version())
         _plain_trial_actors()
         atomic_snapshots()
         for arm in pbt_arms(spec):
@@ -174,7 +189,7 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         tuner = _restored(study_dir / EXPERIMENT, trainable) or _new_tuner(study_dir, spec, trainable, storage)
         main_places = [(phase, arm) for phase, arm in phase_places(spec)
                        if not (phase == SEARCH and spec.arms[arm].is_pbt)]
-        _finish(job, tuner.fit(), main_places)
+        _finish(job, _fit(tuner), main_places)
     finally:
         install(None)
     for arm in optuna_arms(spec):  # a PBT arm has no Optuna study
@@ -186,6 +201,12 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
     state = read_state(study_dir)
     state["finished"] = True
     write_state(study_dir, state)
+
+
+def _fit(tuner: tune.Tuner) -> tune.ResultGrid:
+    """``tuner.fit()`` without Tune's own resume hint on an interrupt (the study's follows, in ``_finish``)."""
+    with _quiet(_TUNE_LOGGER):
+        return tuner.fit()
 
 
 def _trainable(job: TrialJob, cpus: float):
@@ -217,7 +238,7 @@ def _run_population(job: TrialJob, arm: str, progress: StudyProgress) -> None:
     for replicate in range(spec.search_replicates):
         experiment_dir = study_dir / PBT_EXPERIMENTS / experiment_name(arm, replicate)
         tuner = _restored(experiment_dir, trainable) or _new_population(study_dir, spec, arm, replicate, trainable)
-        _finish(job, tuner.fit(), [(SEARCH, arm)])
+        _finish(job, _fit(tuner), [(SEARCH, arm)])
         write_schedule(spec, study_dir, arm, replicate)
         remove_checkpoints(experiment_dir)
     progress.end_phase(SEARCH, arm)
@@ -281,8 +302,7 @@ def _new_tuner(study_dir: Path, spec: StudySpec, trainable, storage) -> tune.Tun
     tune_config = tune.TuneConfig(
         search_alg=StudySearch(spec, study_dir, storage),
         scheduler=SearchPruner(spec, study_dir) if spec.asha is not None else None,
-        num_samples=-1,  # the searcher says when the study is complete
-        max_concurrent_trials=spec.max_concurrent,
+        num_samples=-1,  # the searcher says when the study is complete, and caps how many trials run at once
         reuse_actors=True,
         trial_dirname_creator=trial_dirname,
     )
@@ -308,19 +328,20 @@ def _new_population(study_dir: Path, spec: StudySpec, arm: str, replicate: int, 
 def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str]]) -> None:
     """Check that every trial of a Tuner's ``places`` (phase, arm) ended, and give a final status to those Ray
     ended without their trainable saying so: ``error`` (the actor died past its retries; or a trial directory
-    Ray no longer knows) or ``stopped`` (early stopping)."""
+    Ray no longer knows). A trial Tune ended while its own files say it still runs was interrupted (Ctrl-C): the
+    study is, and resumes it from its files."""
     study_dir, spec = Path(job.study_dir), job.spec
-    if results.num_terminated + results.num_errors < len(results):
-        _interrupted(study_dir)
+    interrupted = results.num_terminated + results.num_errors < len(results)
     known = set()
     for result in results:
         trial_dir = job.trial_dir(result.config)
         known.add(trial_dir)
         if result.error is not None:
             mark_finished(trial_dir, ERROR, one_line(result.error))
-        else:
-            epoch = (result.metrics or {}).get("epoch")
-            mark_finished(trial_dir, STOPPED, stopped_reason(epoch))
+        elif (info := read_info(trial_dir)) is not None and info.status == RUNNING:
+            interrupted = True  # early stopping marks what it stops; a finished trial wrote its own status
+    if interrupted:
+        _interrupted(study_dir)
     for phase, arm in places:
         for trial in read_trials(study_dir / phase / arm):
             if trial.dir not in known:

@@ -47,7 +47,7 @@ from .spec.plan import (
     replicate_of,
 )
 from .spec.schema import StudySpec
-from .trialdir import STOPPED, mark_finished
+from .trialdir import STOPPED, mark_finished, read_metrics
 
 PLANNERS = {CONFIRM: confirm, AUDIT: audit, DISTILL: distill, RETUNE: retune, ABLATE: ablate}
 
@@ -72,6 +72,11 @@ class StudySearch(Searcher):
         return True  # what is searched and how it is ranked are the spec's
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        # The cap on concurrent trials is the searcher's own, not Tune's ConcurrencyLimiter: the limiter's pickled
+        # list of live trials can outlive trials a killed driver's experiment snapshot already had as ended, and
+        # then never lets another trial start.
+        if len(self._live) >= self._spec.max_concurrent:
+            return None
         for (arm, rep), search in self._searches.items():
             if (SEARCH, arm) not in self._started:
                 self._start(SEARCH, arm, place_bound(self._spec, SEARCH, arm), place_bound(self._spec, SEARCH, arm))
@@ -79,6 +84,8 @@ class StudySearch(Searcher):
             if run is not None:
                 self._live[trial_id] = (SEARCH, arm, run["name"])
                 return run
+        for arm in {arm for arm, _ in self._searches}:  # ended without a completion heard here (told by a killed
+            self._close_search_if_done(arm)              # driver, found again after a resume)
         waiting = any(not search.ended() for search in self._searches.values())
         for place in planned_places(self._spec):
             key = (place.phase, place.label)
@@ -117,15 +124,18 @@ class StudySearch(Searcher):
         phase, label, name = self._live.pop(trial_id, (None, None, None))
         if phase == SEARCH:
             search = self._searches[label, replicate_of(name)]
-            slot = search.on_complete(trial_id, result, error)
+            trial_dir = Path(self._study_dir) / SEARCH / label / name
+            slot = search.on_complete(trial_id, result, error, read_metrics(trial_dir))
             if slot is not None and search.status(slot) == STOPPED:
                 # stopped at a rung: its trainable cannot say so (one that ran every epoch wrote its own status)
-                trial_dir = Path(self._study_dir) / SEARCH / label / name
                 mark_finished(trial_dir, STOPPED, stopped_reason(result.get("epoch")))
-            if all(s.ended() for (arm, _), s in self._searches.items() if arm == label):
-                self._close((SEARCH, label))
+            self._close_search_if_done(label)
         elif phase is not None:
             self._close_if_done((phase, label))
+
+    def _close_search_if_done(self, arm: str) -> None:
+        if all(s.ended() for (label, _), s in self._searches.items() if label == arm):
+            self._close((SEARCH, arm))
 
     def _close_if_done(self, key: tuple[str, str]) -> None:
         """Close a planned place once every run planned for it was given and has ended."""
@@ -158,3 +168,19 @@ class StudySearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Trust the trial files over the snapshot. Tune restores its trials from its experiment snapshot, which a
+        killed driver may have written before or after this searcher's (seen with Ray 2.60: a searcher state two
+        trials older than the trials Tune restored, which then ended without this searcher hearing of it). So: a
+        search trial that ended on disk ends here; every other given trial, and every run of an open planned place,
+        is given again under its name — a run that ended reports its last record and returns, one that runs on
+        waits for the lock of the session Tune restored. Completions of Ray trials this searcher no longer knows
+        are ignored."""
+        self._live = {}
+        for (arm, _), search in self._searches.items():
+            search.reconcile(Path(self._study_dir) / SEARCH / arm)
+        for key in self._plans:
+            if key not in self._closed:
+                self._given[key] = 0

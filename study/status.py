@@ -10,11 +10,11 @@ from diffctl.errors import InputError
 
 from .disk import disk_warning
 from .phases.ablate import NOT_APPLICABLE, SAME, option_text, read_plan
-from .spec import saved_spec
+from .spec import SPEC_FILE, saved_spec
 from .spec.plan import SEARCH, phase_places, place_bound
 from .spec.ranking import best_trial
-from .state import PHASE_DONE, STATE_FILE, read_state
-from .trialdir import DIVERGED, ERROR, OK, RUNNING, STOPPED, read_trials
+from .state import PHASE_DONE, PHASE_RUNNING, STATE_FILE, read_state
+from .trialdir import DIVERGED, ERROR, OK, RUNNING, STOPPED, in_training, read_trials
 
 NO_RUNS = {SAME: "same", NOT_APPLICABLE: "n/a"}  # the state shown for an ablation option that runs nothing
 
@@ -28,7 +28,8 @@ def status_lines(study_dir: Path) -> list[str]:
     width = max(20, *(len(arm) for _, arm in places))  # the longest label (an ablation option's) in one column
     header = f"{'phase':8} {'arm':{width}} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
     lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
-    abandoned = []
+    abandoned, paused = [], 0
+    live = not state.get("finished") and _live(study_dir, places)
     plan = read_plan(study_dir)
     idle = {o.label: o for o in plan.options if o.status in NO_RUNS} if plan is not None else {}
     for phase, arm in places:
@@ -42,7 +43,12 @@ def status_lines(study_dir: Path) -> list[str]:
         bound = 0 if arm in idle else place_bound(spec, phase, arm)
         # a phase still running may not have started every run it plans: at most its bound until it is done
         total = len(trials) if phase != SEARCH and phase_state == PHASE_DONE else max(bound, len(trials))
-        count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR, RUNNING)}
+        count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR)}
+        # "running" in trial.json, but only a trial a process trains now runs (not after an interrupt or a kill)
+        count[RUNNING] = sum(t.status == RUNNING and in_training(t.dir) for t in trials)
+        paused += sum(t.status == RUNNING for t in trials) - count[RUNNING]
+        if phase_state == PHASE_RUNNING and not live:
+            phase_state = "paused"  # its driver is gone (interrupted or killed): `study resume` continues it
         best = best_trial(spec, trials)
         shown = f"{best.last[spec.selection.metric]:.4f} ({best.trial_id})" if best else "-"
         lines.append(
@@ -51,6 +57,9 @@ def status_lines(study_dir: Path) -> list[str]:
         )
     if abandoned:
         lines.append(f"not counted, started by a killed driver and replaced on resume: {', '.join(abandoned)}")
+    if paused:
+        lines.append(f"{paused} trial(s) stopped between epochs, no process trains them: they continue from their "
+                     f"saved state on `diffctl study resume {study_dir}`")
     if plan is not None:
         lines.append(f"ablation around {plan.arm}'s confirmed configuration "
                      + (f"(search trial {plan.centre}, seeds {', '.join(str(r.seed) for r in plan.runs)})"
@@ -61,13 +70,24 @@ def status_lines(study_dir: Path) -> list[str]:
     return lines
 
 
+def _live(study_dir: Path, places: list[tuple[str, str]]) -> bool:
+    """Whether some trial of the study is being trained now (a driver runs it)."""
+    return any(t.status == RUNNING and in_training(t.dir) for phase, arm in places
+               for t in read_trials(study_dir / phase / arm))
+
+
+def _is_published(path: Path) -> bool:
+    """A published study: its spec and tables without a state.json (``analysis.results`` reads it)."""
+    return not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
+
+
 def storage_lines(storage: Path) -> list[str] | None:
     """For a folder of studies (such as ``results``): one line per study directory in it, finished or not.
     None when ``storage`` is itself a study directory or holds none."""
     try:
-        if (storage / STATE_FILE).exists():
+        if (storage / STATE_FILE).exists() or _is_published(storage):
             return None
-        studies = sorted(p for p in storage.iterdir() if (p / STATE_FILE).is_file())
+        studies = sorted(p for p in storage.iterdir() if (p / STATE_FILE).is_file() or _is_published(p))
     except OSError:
         return None
     if not studies:
@@ -76,6 +96,9 @@ def storage_lines(storage: Path) -> list[str] | None:
     lines = [f"{count} in {storage} (diffctl study status {storage}/NAME shows one)"]
     width = max(len(p.name) for p in studies)
     for study_dir in studies:
+        if _is_published(study_dir):
+            lines.append(f"  {study_dir.name:{width}}  published (its tables and report; no trial directories)")
+            continue
         try:
             state = read_state(study_dir)
         except InputError as exc:

@@ -77,6 +77,7 @@ class TrialJob:
 
     spec: StudySpec
     study_dir: str
+    code: dict[str, Any] | None = None  # the code version of the driver (diffctl.provenance): every trial records it
 
     def trial_dir(self, config: dict[str, Any]) -> Path:
         return Path(self.study_dir) / config["phase"] / config["arm"] / trial_name(config)
@@ -85,7 +86,7 @@ class TrialJob:
         """The ``trial.json`` a trial starts with, from its Ray config."""
         info = TrialInfo(arm=config["arm"], phase=config["phase"], trial_id=trial_name(config),
                          params=dict(config["params"]), seed=-1, status=RUNNING, ray_trial_id=ray_trial_id,
-                         replicate=config.get("replicate"))
+                         replicate=config.get("replicate"), code=self.code)
         if info.phase == SEARCH:
             info.sampling, info.batch, info.slot = config.get("sampling"), config.get("batch"), config.get("slot")
         else:
@@ -165,6 +166,7 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
     info = job.trial_info(trial_id, config)
     earlier_wall = info.wall_time_s = previous.wall_time_s if previous else 0.0
     info.nodes = [*(previous.nodes if previous else []), Session(**this_node())]  # this session's node last
+    info.mixed_code = bool(previous and (previous.mixed_code or previous.code != info.code))
     start = time.perf_counter()
     try:
         trained = config_from_dict(job.trial_config(info, config))

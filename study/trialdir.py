@@ -10,7 +10,9 @@ own trial directory (``ray/``, ``ray_pbt/``; its TensorBoard files) is named ``<
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -103,6 +105,10 @@ class TrialInfo(BaseModel):
     # PBT members only (phases.pbt): each time the member continued from another member's state
     exploits: list[dict[str, Any]] | None = None
     ray_trial_id: str | None = None  # the Ray trial of its last session
+    # the code that ran it (diffctl.provenance: commit, dirty, diff_sha256) in its last session; mixed_code: an
+    # earlier session ran other code
+    code: dict[str, Any] | None = None
+    mixed_code: bool = False
     replicate: Int64 | None = None  # search, confirm, audit and distill: the search replicate it belongs to
     batch: Int64 | None = None  # search only: its batch and slot in its replicate's search
     slot: Int64 | None = None
@@ -223,6 +229,22 @@ def read_trials(experiment_dir: Path) -> list[TrialSummary]:
                 records = read_metrics(trial_dir)
                 out.append(TrialSummary(trial_dir, info, records[-1] if records else {}))
     return out
+
+
+def in_training(trial_dir: Path) -> bool:
+    """Whether a process trains the trial now: it holds the flock of the trial's ``.lock`` (a trial whose
+    ``trial.json`` says running after an interrupt or a killed driver does not)."""
+    try:
+        fd = os.open(trial_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def mark_finished(trial_dir: Path, status: str, reason: str | None) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from unittest import mock
 
 import study.trainable
+from diffctl.provenance import code_version
 from study.journal import journal_storage
 from study.phases.search import ArmSearch
 from study.runner import create_study_dir
@@ -82,7 +83,7 @@ def build_direct_study(root: Path) -> Path:
     """The phases of ``SPEC`` run in-process at ``root`` (see the module docstring)."""
     spec = spec_from_dict(SPEC)
     create_study_dir(root, spec, None)
-    job, storage = TrialJob(spec, str(root)), journal_storage(root)
+    job, storage = TrialJob(spec, str(root), code_version()), journal_storage(root)
     node = {"node_id": "direct", "hostname": "direct"}
     with mock.patch.object(study.trainable.tune, "report"), mock.patch.object(study.trainable, "this_node",
                                                                                return_value=node):

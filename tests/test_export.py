@@ -28,11 +28,15 @@ def exported(study, tmp_path_factory):
     return path
 
 
-def _confirm_record(study, arm, seed):
+def _confirm_dir(study, arm, seed):
     for trial in (study / "confirm" / arm).rglob("trial.json"):
         if json.loads(trial.read_text())["seed"] == seed:
-            return json.loads((trial.parent / "metrics.jsonl").read_text().splitlines()[-1])
+            return trial.parent
     raise AssertionError(f"no confirmation run of {arm} with seed {seed}")
+
+
+def _confirm_record(study, arm, seed):
+    return json.loads((_confirm_dir(study, arm, seed) / "metrics.jsonl").read_text().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -47,8 +51,13 @@ def test_export_writes_the_confirmation_winner_with_provenance(study, exported):
                                  "epoch": SPEC["epochs"]}
     assert prov["threads"] == config.optim.threads == SPEC["cpus_per_trial"]
     assert {"python", "torch", "ray", "optuna"} <= set(prov["versions"]) and prov["versions"]["torch"]
-    assert prov["git"] is None or len(prov["git"]["commit"]) == 40
-    assert prov["confirmation"]["n"] == len(SPEC["confirm"]["seeds"])
+    # the code that trained the run and the code that exported it (None outside a git checkout)
+    assert prov["code"]["export"] is None or len(prov["code"]["export"]["commit"]) == 40
+    run = json.loads((_confirm_dir(study, "fixed", first_seed) / "trial.json").read_text())
+    assert prov["code"]["trials"] == run["code"]
+    # the configuration's mean over its confirmation runs comes first, then the run exported
+    assert list(prov).index("confirmation") < list(prov).index("objective")
+    assert prov["confirmation"]["n"] == len(SPEC["confirm"]["seeds"]) and prov["confirmation"]["metric"] == metric
     # The exported config is the trial's config: same training, same evaluation settings.
     trial = load_config(next((study / "confirm" / "fixed").rglob("config.yaml")))
     assert config.model_copy(update={"provenance": None, "seed": trial.seed}) == trial

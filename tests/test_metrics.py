@@ -207,8 +207,9 @@ def test_cheap_evaluation_is_the_full_one_without_the_full_set():
     cheap = evaluate(model, data, split, full=False, **kw)
     assert list(cheap) == list(full)
     assert {k for k, v in cheap.items() if v is None} == FULL_SET
-    assert len(FULL_SET) == 22 and "val_exact_match_at_rho_A" not in FULL_SET
-    assert {"triplet_untied_A", "triplet_untied_se_B", "triplet_tie_share_A"} <= FULL_SET
+    assert len(FULL_SET) == 23 and "val_exact_match_at_rho_A" not in FULL_SET
+    assert {"triplet_untied_A", "triplet_untied_se_B", "triplet_tie_share_A", "triplet_untied_AB"} <= FULL_SET
+    assert full["triplet_untied_AB"] == (full["triplet_untied_A"] + full["triplet_untied_B"]) / 2
     assert {k: v for k, v in cheap.items() if v is not None} == {k: v for k, v in full.items() if k not in FULL_SET}
     assert all(isinstance(full[k], float) for k in FULL_SET)
     assert evaluate(model, data, split, **kw) == full  # a cheap call in between changes nothing (fresh generator)

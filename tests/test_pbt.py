@@ -209,7 +209,7 @@ def test_report_and_tables_show_the_pbt_arm(study):
     report = (study_dir / "report.md").read_text()
     lineage = pd.read_csv(study_dir / "tables" / "pbt_lineage.csv")
     assert "## Population based training" in report
-    assert f"`pbt`: population 4 x 4 epochs = 16 trial-epochs; {len(lineage)} exploit(s)" in report
+    assert f"`pbt`: population 4 x 4 epochs = 16 trial-epochs per replicate; {len(lineage)} exploit(s)" in report
     assert "`fixed` 2 x 4 = 8" in report and "fixed-λ reference arm `fixed`" in report
     summary = pd.read_csv(study_dir / "tables" / "confirm_summary.csv")
     assert set(summary["arm"]) == {"pbt", "fixed", "pbt.distilled_final"}

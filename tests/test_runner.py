@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 
 import pytest
 import ray
@@ -16,7 +18,8 @@ from diffctl.cli import main
 from study import runner
 from study.spec import spec_from_dict
 from study_fixture import copy_study
-from tiny_specs import spec_variant
+from study_kill import poll_until
+from tiny_specs import DIFFCTL, TINY, diffctl_env, run_diffctl, spec_variant, write_spec
 
 
 class _Trainable:
@@ -86,3 +89,29 @@ def test_a_study_of_an_earlier_layout_is_finished_or_refused(finished_study, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "earlier diffctl" in err[0] and str(finished_study) in err[0]
     assert ("one Tune experiment per arm and phase" in err[0]) == (layout == "one experiment per phase")
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_says_how_to_resume_it_once_and_shows_nothing_running(tmp_path):
+    """Ctrl-C (SIGINT) once a search trial is between epochs: exit 130, diffctl's resume hint and no library's
+    (Tune's "Resume experiment with: Tuner.restore(...)" would contradict it); ``study status`` then shows no trial
+    running and no phase running, and says what resumes the trials stopped between epochs."""
+    spec = write_spec(tmp_path, spec_variant(name="intr", epochs=30, arms={"fixed": TINY["arms"]["fixed"]}))
+    driver = subprocess.Popen([DIFFCTL, "study", "run", str(spec), "--storage", str(tmp_path)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=diffctl_env())
+    study_dir = tmp_path / "intr"
+
+    def between_epochs() -> bool:
+        infos = [json.loads(p.read_text()) for p in study_dir.glob("search/*/*/trial.json")]
+        return any(i["status"] == "running" and i["epochs_done"] >= 1 for i in infos)
+
+    assert poll_until(driver, between_epochs, timeout=120)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-2000:]
+    assert f"resume with: diffctl study resume {study_dir}" in out
+    assert "Tuner.restore" not in out + err and "Resume experiment" not in out + err, err[-2000:]
+    status = run_diffctl("study", "status", str(study_dir)).stdout
+    rows = [line.split() for line in status.splitlines() if line.startswith("search")]
+    assert rows and all(row[7] == "0" and row[2] != "running" for row in rows), status  # column run: 0
+    assert "no process trains them: they continue from their saved state on `diffctl study resume" in status

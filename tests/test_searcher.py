@@ -171,11 +171,29 @@ def test_a_batch_asked_by_a_killed_driver_is_found_again_not_asked_twice(tmp_pat
     assert again == asked and len(restored.study.get_trials()) == 4
 
 
+def test_a_batch_asked_and_told_by_a_killed_driver_is_not_asked_again(tmp_path):
+    """A driver killed after it asked a batch, ran and told it, but before its searcher snapshot: the restored
+    searcher takes those trials as ended (no new Optuna trial for their slots) and asks the next batch."""
+    spec, search = _search(tmp_path, batch=2, budget=4)
+    snapshot = pickle.dumps(search)  # Tune's snapshot, before the first batch
+    for trial_id in ("t1", "t2"):
+        search.next_run(trial_id)
+    search.on_complete("t1", _record(spec, r=0.6), error=False)
+    search.on_complete("t2", {"status": "diverged", "epoch": 1, "reason": "nan"}, error=False)
+    expected = [search.next_run("t3")["params"], search.next_run("t4")["params"]]
+    restored = pickle.loads(snapshot)
+    later = [restored.next_run("u3"), restored.next_run("u4")]
+    assert [run["slot"] for run in later] == [2, 3] and [run["params"] for run in later] == expected
+    assert [s.result.get("triplet_r_A") for s in restored.slots[:2]] == [0.6, None]
+    assert restored.status(restored.slots[1]) == "diverged" and len(restored.study.get_trials()) == 4
+
+
 def test_a_search_trial_stopped_at_a_rung_says_so_when_it_stops(tmp_path):
     """Under early stopping, a search trial that Tune ends before its last epoch gets status ``stopped`` at once
     (``study status`` counts it stopped while the study runs); one that ran every epoch, or errored, keeps its own."""
     arms = {"fixed": {**TINY["arms"]["fixed"], "budget": 3}}
-    spec = spec_from_dict(dict(TINY, epochs=4, asha={"grace_period": 1, "reduction_factor": 2}, arms=arms))
+    spec = spec_from_dict(dict(TINY, epochs=4, asha={"grace_period": 1, "reduction_factor": 2}, arms=arms,
+                              search_batch=3, max_concurrent=3))
     searcher = StudySearch(spec, tmp_path, journal_storage(tmp_path))
     ids = ["s1", "s2", "s3"]
     names = {}
@@ -193,3 +211,20 @@ def test_a_search_trial_stopped_at_a_rung_says_so_when_it_stops(tmp_path):
     status = {t: read_info(tmp_path / "search" / "fixed" / names[t]) for t in ids}
     assert status["s1"].status == "stopped" and status["s1"].reason.startswith("stopped early after epoch 1")
     assert status["s2"].status == status["s3"].status == "running"  # their own status (or _finish) decides
+
+
+def test_a_half_made_ask_of_a_killed_driver_is_closed_and_asked_again_alike(tmp_path):
+    """A driver killed between Optuna's ask and the trial's last attribute leaves a RUNNING trial without its slot:
+    the restored search closes it (FAIL, status orphan: not pending for TPE's constant liar) and asks that slot
+    again, drawing what an uninterrupted search drew."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    spec, uninterrupted = _search(tmp_path / "a", batch=2, budget=2)
+    expected = [uninterrupted.next_run("t1")["params"], uninterrupted.next_run("t2")["params"]]
+    spec, search = _search(tmp_path / "b", batch=2, budget=2)
+    half = search.study.ask()  # the killed driver's ask: no attributes yet
+    half.set_user_attr("name", "r0-0000")
+    again = [search.next_run("u1")["params"], search.next_run("u2")["params"]]
+    assert again == expected
+    states = {t.number: (t.state, t.user_attrs.get("status")) for t in search.study.get_trials()}
+    assert states[half.number] == (optuna.trial.TrialState.FAIL, "orphan") and len(states) == 3

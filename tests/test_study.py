@@ -30,7 +30,7 @@ from tiny_specs import TINY, run_diffctl, write_spec
 
 pytestmark = pytest.mark.slow
 TRIAL_KEYS = {"arm", "phase", "trial_id", "params", "seed", "status", "reason", "epochs_done", "wall_time_s", "restarts",
-              "nodes", "ray_trial_id", "replicate"}
+              "nodes", "ray_trial_id", "replicate", "code", "mixed_code"}
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,10 @@ from ..spec.plan import search_name
 from ..spec.ranking import constraint_values, rung_score
 from ..spec.schema import StudySpec
 from ..space import SearchSpace
-from ..trialdir import OK, SEARCH, read_metrics, read_trials
+from ..trialdir import ERROR, FINISHED, OK, SEARCH, read_info, read_metrics, read_trials
 
 RANDOM, MODEL = "random", "model"  # how a search trial's parameters were drawn (TPE start-up or its model)
+ORPHAN = "orphan"  # the status of an Optuna trial asked and never run (a killed half-made ask, a search cut short)
 TIMING_FIELDS = ("epoch_time_s", "eval_time_s")  # record fields that differ between identical runs
 
 
@@ -143,7 +144,7 @@ class ArmSearch:
         """The Ray config of the next search trial, given to ``ray_trial_id``; None when the budget is given or the
         current batch has to end before the next is asked."""
         waiting = [s for s in self.slots if s.ray_trial_id is None]
-        if not waiting:
+        while not waiting:  # a batch found told by a killed driver has nothing to give: on to the next
             if len(self.slots) == self.budget or not all(s.ended for s in self.slots):
                 return None
             self._ask_batch()
@@ -158,12 +159,17 @@ class ArmSearch:
         """Ask Optuna the next batch's trials in slot order (or find those a killed driver asked already)."""
         study, start = self.study, len(self.slots)
         end = min(start + self.spec.search_batch, self.budget)
-        asked = {t.user_attrs.get("slot"): t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        asked = {}
+        for trial in study.get_trials(deepcopy=False):
+            if "slot" in trial.user_attrs:  # set last: the trial was asked whole
+                if trial.user_attrs.get("status") != ORPHAN:
+                    asked.setdefault(trial.user_attrs["slot"], trial)
+            elif trial.state == TrialState.RUNNING:  # a killed driver's half-made ask: not pending for the
+                study._storage.set_trial_user_attr(trial._trial_id, "status", ORPHAN)  # constant liar; asked again
+                study.tell(trial.number, state=TrialState.FAIL)
         for slot in range(start, end):
-            if slot in asked:
-                trial = asked[slot]
-                self.slots.append(Slot(slot, trial.number, json.loads(trial.user_attrs["params"]),
-                                       trial.user_attrs["sampling"]))
+            if slot in asked:  # asked by a killed driver after its searcher snapshot; maybe run and told too
+                self.slots.append(_asked_slot(slot, asked[slot], self.spec.selection.metric))
                 continue
             # TPE draws at random while the study has fewer finished trials than its start-up count (Optuna 5,
             # TPESampler._sample_relative): count them as it does, before it asks.
@@ -172,12 +178,31 @@ class ArmSearch:
             trial = study.ask()
             params = self._space(trial)
             sampling = RANDOM if finished < self.spec.arms[self.arm].startup() else MODEL
-            attrs = {"name": search_name(self.replicate, slot), "slot": slot, "replicate": self.replicate,
+            attrs = {"name": search_name(self.replicate, slot), "replicate": self.replicate,
                      "batch": slot // self.spec.search_batch, "params": json.dumps(params, sort_keys=True),
-                     "sampling": sampling}
+                     "sampling": sampling, "slot": slot}  # the slot last: it marks the ask complete
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
             self.slots.append(Slot(slot, trial.number, params, sampling))
+
+    def reconcile(self, arm_dir: Path) -> None:
+        """After a restore, take each given trial's state from its files (``<study>/search/<arm>/``): one that ended
+        ends here too, with its last record; any other is given again (Tune may or may not run it on: the
+        experiment snapshot and this searcher's were taken apart). Then tell a batch whose trials have all ended."""
+        for slot in self.slots:
+            if slot.ended:
+                continue
+            trial_dir = arm_dir / search_name(self.replicate, slot.slot)
+            info = read_info(trial_dir)
+            if info is not None and info.status in FINISHED:
+                records = read_metrics(trial_dir)
+                slot.ended, slot.error = True, info.status == ERROR
+                slot.result = records[-1] if records and not slot.error else None
+            else:
+                slot.ray_trial_id = None
+        if self.slots and all(s.ended for s in self.slots):
+            for done in self.slots:
+                self._tell(done)
 
     def _slot(self, ray_trial_id: str) -> Slot | None:
         return next((s for s in self.slots if s.ray_trial_id == ray_trial_id), None)
@@ -193,14 +218,16 @@ class ArmSearch:
         if frozen.state == TrialState.RUNNING and epoch not in frozen.intermediate_values:
             optuna.Trial(self.study, frozen._trial_id).report(float(value), epoch)
 
-    def on_complete(self, ray_trial_id: str, record: dict[str, Any] | None, error: bool) -> Slot | None:
+    def on_complete(self, ray_trial_id: str, record: dict[str, Any] | None, error: bool,
+                    history: list[dict[str, Any]] = ()) -> Slot | None:
         """A search trial ended; once every trial of its batch has, tell Optuna their ends in slot order. Returns the
-        trial's slot (None: not this search's)."""
+        trial's slot (None: not this search's). ``history``: the trial's records as its files hold them, so that
+        its curve is whole even where results never reached this driver (buffered, or sent to a killed one)."""
         slot = self._slot(ray_trial_id)
         if slot is None:
             return None
-        if record:  # a result that stopped the trial reaches the searcher only here
-            self.on_result(ray_trial_id, record)
+        for earlier in (*history, *([record] if record else [])):  # a result that stopped it arrives only here
+            self.on_result(ray_trial_id, earlier)
         slot.ended, slot.result, slot.error = True, record, error
         if all(s.ended for s in self.slots):
             for done in self.slots:
@@ -240,13 +267,26 @@ class ArmSearch:
             study.tell(slot.number, state=TrialState.PRUNED if status == "stopped" else TrialState.FAIL)
 
 
+def _asked_slot(slot: int, trial: optuna.trial.FrozenTrial, metric: str) -> Slot:
+    """The slot of a trial a killed driver asked; one it told already has ended (its last record as Optuna holds
+    it) and is not given again."""
+    attrs = trial.user_attrs
+    found = Slot(slot, trial.number, json.loads(attrs["params"]), attrs["sampling"])
+    if trial.state.is_finished():
+        found.ray_trial_id = attrs.get("ray_trial_id") or f"told-{trial.number}"
+        found.ended, found.error = True, attrs.get("status") == ERROR
+        found.result = {"status": attrs.get("status"), "epoch": attrs.get("epochs"), "reason": attrs.get("reason"),
+                        **({metric: trial.value} if trial.state == TrialState.COMPLETE else {})}
+    return found
+
+
 def close_orphans(storage: JournalStorage, name: str) -> int:
     """Mark FAIL the Optuna trials of a finished search that are still RUNNING (asked, never run: a spec changed
     under a resumed study, or a search cut short). Returns how many."""
     study = optuna.load_study(study_name=name, storage=storage)
     orphans = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for trial in orphans:
-        storage.set_trial_user_attr(trial._trial_id, "status", "orphan")
+        storage.set_trial_user_attr(trial._trial_id, "status", ORPHAN)
         study.tell(trial.number, state=TrialState.FAIL)
     return len(orphans)
 

@@ -1,0 +1,108 @@
+"""A study's results as one object, live or published: the entry point for working with them in Python, in the
+spirit of Ray Tune's ``ResultGrid``.
+
+A *live* study directory holds the trial directories a study wrote (``<phase>/<arm>/<name>/``); a *published*
+one holds only what ``results/<name>/`` commits — ``spec.yaml``, ``trials.parquet``, ``epochs.parquet``, the
+report, tables and plots, the exported configuration, ``ablate.json`` and ``optuna.journal``. Both read the same
+way; nothing here needs Ray.
+
+Example::
+
+    from analysis import open_study
+
+    results = open_study("results/open-questions")
+    results.trials.query("phase == 'confirm'").groupby("arm")["final_triplet_r_A"].mean()
+    results.verdicts()            # every arm against fixed λ at the whole run, one row per metric
+    results.winner                # ("controller", "Winner: ...") or (None, "No winner: ...")
+    results.runs("fixed")         # the runs that represent an arm on the confirmation seeds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from study.spec import StudySpec
+
+from .compare import full_budget, paired_vs_fixed, winner
+from .load import StudyTables, build_tables, is_published
+from .runs import winner_runs
+
+
+@dataclass
+class StudyResults:
+    """The tables, the spec and the verdicts of one study directory (see the module docstring)."""
+
+    tables: StudyTables
+
+    @property
+    def study_dir(self) -> Path:
+        return self.tables.study_dir
+
+    @property
+    def spec(self) -> StudySpec:
+        return self.tables.spec
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial of every phase (``analysis.load``)."""
+        return self.tables.trials
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        """One row per trial and epoch, every field of the record."""
+        return self.tables.epochs
+
+    @property
+    def published(self) -> bool:
+        """Read from a published study's Parquet tables (no trial directories)."""
+        return self.tables.published
+
+    @cached_property
+    def paired(self) -> pd.DataFrame:
+        """Every arm against the fixed-λ reference arm, at every budget and on every compared metric."""
+        return paired_vs_fixed(self.tables)
+
+    def verdicts(self) -> pd.DataFrame:
+        """The comparisons at the whole run: difference, interval, Holm-corrected p, P(A beats B), verdict."""
+        return full_budget(self.paired).reset_index(drop=True)
+
+    @property
+    def winner(self) -> tuple[str | None, str]:
+        """The arm that beats fixed λ by the ranking rule (or None), and the sentence that says so."""
+        return winner(self.tables, self.paired)
+
+    def runs(self, arm: str) -> pd.DataFrame:
+        """The runs that represent ``arm`` on the confirmation seeds (every replicate)."""
+        return winner_runs(self.tables, arm)
+
+
+def open_study(study_dir: str | Path) -> StudyResults:
+    """The results of a live or published study directory; bad input raises
+    :class:`~diffctl.errors.InputError` naming the directory or file."""
+    return StudyResults(build_tables(study_dir))
+
+
+def published_status_lines(study_dir: Path) -> list[str] | None:
+    """``diffctl study status`` of a published study: per phase and arm, its trials by status, from its tables
+    (None when ``study_dir`` is not a published study)."""
+    if not is_published(study_dir) or not (study_dir / "spec.yaml").is_file():
+        return None
+    tables = build_tables(study_dir)
+    trials = tables.trials
+    lines = [f"published study {tables.spec.name} at {study_dir} (its tables: trials.parquet, epochs.parquet; no "
+             "trial directories, nothing to resume)"]
+    counts = pd.crosstab([trials["phase"], trials["arm"]], trials["status"])
+    statuses = [s for s in ("ok", "stopped", "diverged", "error") if s in counts] + \
+        [s for s in counts.columns if s not in ("ok", "stopped", "diverged", "error")]
+    width = max(20, *(len(arm) for _, arm in counts.index))
+    lines.append(f"{'phase':8} {'arm':{width}} " + " ".join(f"{s:>8}" for s in statuses) + f" {'total':>6}")
+    for (phase, arm), row in counts.iterrows():
+        lines.append(f"{phase:8} {arm:{width}} " + " ".join(f"{row[s]:>8}" for s in statuses)
+                     + f" {int(row.sum()):>6}")
+    name, sentence = winner(tables, paired_vs_fixed(tables))
+    lines.append(sentence)
+    return lines
