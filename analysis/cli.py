@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ablation, audit, collapse, compare, fairness, pbt, quality, questions, trajectory, tuning
+from . import ablation, audit, collapse, compare, conclusions, fairness, pbt, quality, questions, trajectory, tuning
 from .load import build_tables, save_tables
 from .plots import make_plots
-from .plots_compare import expected_best_plot
+from .plots_compare import expected_best_plot, tradeoff_plot
 from .report import Findings, cost_table, write_report
 
 
@@ -33,6 +33,7 @@ def analyze(study_dir: str | Path) -> Path:
     audited = audit.pruning_audit(tables)
     expected = tuning.expected_best(tables)
     compute, freedom = fairness.compute_table(tables), fairness.freedom_table(tables)
+    audit_summary = audit.audit_summary(audited)
     findings = Findings(
         tables={
             "cost": cost_table(tables),
@@ -53,7 +54,8 @@ def analyze(study_dir: str | Path) -> Path:
             "ablation_answers": ablation_answers,
             "pbt_lineage": lineage,
             "pruning_audit": audited,
-            "audit_summary": audit.audit_summary(audited),
+            "audit_summary": audit_summary,
+            "conclusions": conclusions.conclusions_table(tables, paired, box, compute, freedom, audit_summary),
             "expected_best": expected,
             "replicate_spread": tuning.replicate_spread(tables),
             "compute": compute,
@@ -69,6 +71,7 @@ def analyze(study_dir: str | Path) -> Path:
         fairness_lines=fairness.fairness_lines(tables, compute, freedom),
     )
     findings.plots = make_plots(tables, summary)
+    findings.plots["tradeoff"] = tradeoff_plot(tables, tables.study_dir / "plots" / "tradeoff.png")
     if not expected.empty:
         findings.plots["expected_best"] = expected_best_plot(tables, expected, tables.study_dir / "plots" / "expected_best.png")
     return write_report(tables, findings)

@@ -195,7 +195,6 @@ def _records(tables: StudyTables, row: pd.Series) -> pd.DataFrame:
 
 def control_signals(tables: StudyTables, path: Path) -> Path:
     """rho_mean and w_*_mean over epochs for the trials of :func:`signal_trials`."""
-    epochs = tables.epochs
     fig, axes = _grid(len(SIGNALS))
     for label, row in signal_trials(tables):
         mine = _records(tables, row)

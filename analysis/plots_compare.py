@@ -3,6 +3,10 @@ helpers of ``analysis.plots``).
 
 expected_best.png: each arm's expected best selection value among n search trials (``analysis.tuning``), with
 its bootstrap band, against n and against the trial-epochs n trials cost.
+
+tradeoff.png: the selection metric against each other objective, one point per confirmation run of every arm (its
+pick's runs on every seed and replicate), each arm's front (its runs no other run of the arm dominates on the two
+axes) drawn as a line: what an arm gives up on one objective for the other.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import AutoLocator
 
+from .compare import main_arms, pareto_mask
 from .load import StudyTables
 from .plots import _grid, _legend, _save
+from .runs import winner_runs
 
 
 def expected_best_plot(tables: StudyTables, table: pd.DataFrame, path: Path) -> Path:
@@ -29,4 +36,29 @@ def expected_best_plot(tables: StudyTables, table: pd.DataFrame, path: Path) -> 
         ax.grid(alpha=0.3)
     _legend(by_n, fontsize=7)
     fig.suptitle("Expected best of n search trials (feasible, every epoch), 95% bootstrap band")
+    return _save(fig, path)
+
+
+def tradeoff_plot(tables: StudyTables, path: Path) -> Path:
+    selection = tables.spec.selection
+    others = [o for o in tables.spec.objectives if o.metric != selection.metric]
+    fig, axes = _grid(max(len(others), 1), width=5.0, height=3.8)
+    for ax, other in zip(axes, others):
+        ax.xaxis.set_major_locator(AutoLocator())
+        for arm in main_arms(tables):
+            runs = winner_runs(tables, arm)
+            columns = [f"final_{other.metric}", f"final_{selection.metric}"]
+            if runs.empty or not set(columns) <= set(runs):
+                continue
+            runs = runs.dropna(subset=columns)
+            if runs.empty:
+                continue
+            points = ax.scatter(runs[columns[0]], runs[columns[1]], s=14, alpha=0.6, label=arm)
+            front = runs[pareto_mask(runs, [other, selection])].sort_values(columns[0])
+            ax.plot(front[columns[0]], front[columns[1]], color=points.get_facecolor()[0], alpha=0.9, linewidth=1)
+        ax.set_xlabel(f"{other.metric} ({other.mode})")
+        ax.set_ylabel(f"{selection.metric} ({selection.mode})")
+        ax.grid(alpha=0.3)
+    _legend(axes[0], fontsize=7)
+    fig.suptitle("Trade-offs: every confirmation run, each arm's front")
     return _save(fig, path)

@@ -17,7 +17,9 @@ from diffctl.files import atomic_write_text
 from diffctl.provenance import code_version, describe
 
 from .collapse import AT_FLOOR, COLLAPSED_WEIGHTS, RECON_COLLAPSED, collapse_sentence
+from .conclusions import conclusions_cells
 from .compare import EPOCHS_TO_EXACT, EXACT_TARGET, auc_metric, full_budget
+from .header import code_line, metric_notes
 from .load import EPOCHS_FILE, TRIALS_FILE, StudyTables
 from .questions import MIN_GROUP
 from .standing import standing_lines
@@ -103,43 +105,6 @@ def _link(name: str) -> str:
     return f"[{name}.csv]({TABLES_DIR}/{name}.csv)"
 
 
-ELBO_FLOOR = 2 * 9 * math.log(3)  # nats: two VAEs that ignore their input and predict every trit uniformly
-
-
-def metric_notes(tables: StudyTables) -> str:
-    """What the metrics measure on this data: triplet r's ceiling and the untied concordance (with the tie share
-    measured in this study's records), and what the negative ELBO is for a run that reconstructs."""
-    epochs = tables.epochs
-    shares = [epochs[c].dropna().astype(float) for c in ("triplet_tie_share_A", "triplet_tie_share_B") if c in epochs]
-    share = float(pd.concat(shares).mean()) if shares and any(len(s) for s in shares) else math.nan
-    measured = f"{share:.1%} in this study's records" if share == share else "about 50% (not recorded here)"
-    return (f"Metrics. `triplet_r` (upstream's triplet concordance) scores a tied triple (v3(i−j) = v3(i−k): "
-            f"{measured}) right about half the time for any embedding, so its ceiling is 0.5 s + (1 − s) ≈ 0.75 for a "
-            "tie share s; `triplet_untied` scores the untied triples alone (ceiling 1.0, random 0.5), and r = s × "
-            "(agreement on tied triples) + (1 − s) × untied. `val_loss_unweighted` is the negative ELBO of the pair: "
-            "for a run that reconstructs it is essentially its rate (the KL nats its codes use, `kl_A` + `kl_B`) plus "
-            f"what reconstruction still misses; its floor, 2 × 9 ln 3 ≈ {ELBO_FLOOR:.1f} nats, belongs to a model "
-            "that ignores its input. Worse on the ELBO, for an arm that reconstructs, means its codes use more nats.")
-
-
-def code_line(tables: StudyTables) -> str:
-    """Which code ran the trials (``diffctl.provenance``), with a warning when no commit holds it."""
-    trials = tables.trials
-    if "code_commit" not in trials or trials["code_commit"].isna().all():
-        return "Code: not recorded (the trials ran outside a git checkout, or before diffctl recorded it)."
-    versions = trials[["code_commit", "code_dirty", "code_diff_sha256"]].drop_duplicates()
-    shown = "; ".join(describe({"commit": c, "dirty": bool(d), "diff_sha256": h})
-                      for c, d, h in versions.itertuples(index=False) if isinstance(c, str))
-    mixed = trials.get("mixed_code", pd.Series(False, index=trials.index)).fillna(False).astype(bool).any()
-    text = f"Code: the trials ran from {shown}"
-    if versions["code_dirty"].fillna(False).astype(bool).any():
-        text += (". **Warning: a dirty tree** — no commit holds the code that ran some trials; the numbers cannot be "
-                 "reproduced from a commit")
-    if len(versions) > 1 or mixed:
-        text += ". **Warning:** the trials ran from more than one version of the code"
-    return text + "."
-
-
 def _flagged(tables: StudyTables) -> str:
     bad = tables.trials[~tables.trials["usable"]]
     text = "No trial diverged, failed or was left unfinished.\n"
@@ -157,6 +122,8 @@ def _flagged(tables: StudyTables) -> str:
 
 
 def _conclusions(tables: StudyTables, findings: Findings) -> str:
+    table = findings.tables.get("conclusions", pd.DataFrame())
+    head = (f"{_link('conclusions')}\n\n{markdown_table(conclusions_cells(tables, table))}\n" if not table.empty else "")
     lines = [f"- {findings.winner_sentence}"]
     lines += standing_lines(tables, findings.tables.get("paired_vs_fixed", pd.DataFrame()),
                             findings.tables.get("box_check", pd.DataFrame()))
@@ -169,7 +136,7 @@ def _conclusions(tables: StudyTables, findings: Findings) -> str:
     for row in findings.tables.get("questions", pd.DataFrame()).itertuples():
         if row.arm is not None and isinstance(row.arm, str):
             lines.append(f"- {row.question} (`{row.key}`, arm `{row.arm}`, observational): {row.answer}.")
-    return "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n"
 
 
 def _sampling(tables: StudyTables) -> str:

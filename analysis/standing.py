@@ -43,6 +43,18 @@ def _search_warning(tables: StudyTables, arm: str, runs: pd.DataFrame) -> str:
             "generalise.")
 
 
+ELBO = "val_loss_unweighted"
+
+
+def _rate(runs: pd.DataFrame, reference: pd.DataFrame) -> str:
+    """The KL nats each VAE's codes use (most of the negative ELBO of a run that reconstructs), against the
+    reference's."""
+    def kl(frame: pd.DataFrame) -> str:
+        return " / ".join(f"{frame[f'final_kl_{v}'].astype(float).mean():.1f}" if f"final_kl_{v}" in frame else "–"
+                          for v in "AB")
+    return f" (KL A / B {kl(runs)} nats against {kl(reference)})"
+
+
 def standing_lines(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame | None = None) -> list[str]:
     """The Conclusions line of every spec arm: the reference first (its feasibility), then each other arm; an arm
     whose weights left the reference arm's search box (``analysis.trajectory.box_check``) is said not to be
@@ -64,7 +76,8 @@ def standing_lines(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame 
         if head.empty:
             lines.append(f"- `{arm}` against `{reference}`: not compared (no seed finished in both); {qualifier}.")
             continue
-        others = [f"{o.metric} {describe(row)}" for o in tables.spec.objectives if o.metric != selection.metric
+        others = [f"{o.metric} {describe(row)}" + (_rate(runs, winner_runs(tables, reference)) if o.metric == ELBO else "")
+                  for o in tables.spec.objectives if o.metric != selection.metric
                   for row in mine[mine["metric"] == o.metric].itertuples()]
         outside = outside_box(tables, box, arm) if box is not None else []
         unfair = (" **Not a fair comparison:** " + "; ".join(outside) + ".") if outside else ""

@@ -246,7 +246,7 @@ def test_report_tables_and_plots(analysed):
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (analysed / link).is_file(), link
     plots = sorted((analysed / "plots").glob("*.png"))
-    assert len(plots) == 5 + 1  # with expected_best.png; and one trajectory plot for the distilled controller arm
+    assert len(plots) == 5 + 2  # expected_best.png, tradeoff.png; one trajectory plot for the distilled controller
     for path in plots:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
@@ -261,9 +261,27 @@ def test_report_tables_and_plots(analysed):
     collapse = pd.read_csv(analysed / "tables" / "collapse.csv")
     n_controller = (tables.trials["arm"] == "controller").sum()
     assert set(collapse["arm"]) == {"controller"} and len(collapse) == n_controller
+    _conclusions_table_first(analysed, report, tables)
     cost = pd.read_csv(analysed / "tables" / "cost.csv")
     assert cost["trials"].sum() == len(tables.trials)
     assert cost["cpu_hours"].sum() == pytest.approx(tables.trials["wall_time_s"].sum() / 3600)
+
+
+def _conclusions_table_first(analysed: Path, report: str, tables) -> None:
+    """The Conclusions start with one row per compared arm, its numbers those of the paired table and the runs."""
+    table = pd.read_csv(analysed / "tables" / "conclusions.csv")
+    assert table["arm"].tolist() == [*CONFIRMED_ARMS, "unstable"]  # an arm with nothing confirmed is listed too
+    assert table.set_index("arm").loc["unstable", "verdict"] == "not compared"
+    section = report.split("## Conclusions", 1)[1]
+    assert section.index("| arm | feasible |") < section.index("\n- ")  # the table before the prose
+    paired = pd.read_csv(analysed / "tables" / "paired_vs_fixed.csv")
+    selection = tables.spec.selection.metric
+    row = paired[(paired["arm"] == "controller") & (paired["metric"] == selection) & (paired["budget"] == 1.0)].iloc[0]
+    controller = table.set_index("arm").loc["controller"]
+    assert controller["diff"] == pytest.approx(row["mean_diff"]) and controller["verdict"] == row["verdict"]
+    runs = tables.trials[(tables.trials["phase"] == "confirm") & (tables.trials["arm"] == "controller")]
+    assert controller["runs"] == len(runs) and controller["kl_A"] == pytest.approx(runs["final_kl_A"].mean())
+    assert table.set_index("arm").loc["fixed", "verdict"] == "reference"
 
 
 def test_bad_study_directories_are_input_errors(tmp_path, capsys):

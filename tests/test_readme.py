@@ -2,9 +2,11 @@
 
 Convention (README.md states it too): a fenced block whose info string is ``sh`` is run one line at a time (each
 non-empty line not starting with ``#`` is one shell command; a trailing ``# comment`` is the shell's); a ``python``
-block is run as a script; a block with any other info string (``console`` for commands that need the install, a
-cluster, or minutes, such as ``make study``) is not run. Blocks run top to bottom in one scratch directory holding
-only what a fresh clone has there (``configs/``, ``study/specs/``), with the installed ``diffctl`` on the path.
+block is run as a script; a ``text`` block right after a ``python`` block is that script's printed output,
+compared line by line (trailing spaces aside); a block with any other info string (``console`` for commands that
+need the install, a cluster, or minutes, such as ``make study``) is not run. Blocks run top to bottom in one
+scratch directory holding only what a fresh clone has there (``configs/``, ``study/specs/``, the published
+``results/open-questions/``), with the installed ``diffctl`` on the path.
 
 Shortened where a flag allows, so the whole README runs in about a minute: ``diffctl train`` gets
 ``--set optim.epochs=1`` and a small evaluation appended (later ``--set`` win). The study it runs is the tiny one.
@@ -48,6 +50,10 @@ def shortened(command: str) -> str:
     return command
 
 
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip("\n").splitlines()]
+
+
 def test_block_parsing_and_shortening():
     text = "```sh\na  # x\n\n# c\n```\n```console\nmake study\n```\n```python\nprint(1)\n```\n"
     assert readme_blocks(text) == [("sh", "a  # x\n\n# c\n"), ("console", "make study\n"), ("python", "print(1)\n")]
@@ -64,10 +70,15 @@ def test_every_readme_command_exits_0(tmp_path):
     work = tmp_path / "checkout"
     shutil.copytree(ROOT / "configs", work / "configs")
     shutil.copytree(ROOT / "study" / "specs", work / "study" / "specs")
+    shutil.copytree(ROOT / "results" / "open-questions", work / "results" / "open-questions")  # the published study
     env = diffctl_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    ran = []
+    ran, printed, compared = [], None, 0
     for kind, body in blocks:
+        if kind == "text" and printed is not None:
+            assert _lines(printed) == _lines(body), f"README: printed\n{printed}\nbut README shows\n{body}"
+            compared += 1
+        printed = None
         if kind == "python":
             script = tmp_path / f"block{len(ran)}.py"
             script.write_text(body, encoding="utf-8")
@@ -81,5 +92,7 @@ def test_every_readme_command_exits_0(tmp_path):
             proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False)
             assert proc.returncode == 0, f"README: {shown!r} exited {proc.returncode}:\n{proc.stderr[-2000:]}"
             ran.append(shown)
+            printed = proc.stdout if kind == "python" else None
     assert all(any(line.startswith(required) for line in ran) for required in REQUIRED), ran
+    assert compared >= 1, "no printed output of a python block is shown (and compared) in README"
     assert (work / "results" / "first" / "report.md").is_file() and (work / "runs" / "fixed" / "model.pt").is_file()

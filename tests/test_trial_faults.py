@@ -121,7 +121,7 @@ def test_a_rung_judges_against_earlier_batches_of_its_arm_and_replicate_only(tmp
     """Early stopping (study.phases.search.SearchPruner): a trial at a rung continues when its score is not below
     the median (reduction factor 2) of the scores its arm-replicate's earlier batches recorded there; the first
     batch, other arms, other replicates and confirmation runs are never judged; bit-identical records count once;
-    the constraints count at the last rung only."""
+    the constraints count at no rung."""
     spec = spec_from_dict(spec_variant(asha={"grace_period": 1, "reduction_factor": 2}, epochs=EPOCHS, search_batch=3,
                                        constraints=["val_exact_match_A >= 0.5"]))
     assert SearchPruner(spec, tmp_path).rungs == [1, 2]  # the last epoch is no rung
@@ -138,10 +138,9 @@ def test_a_rung_judges_against_earlier_batches_of_its_arm_and_replicate_only(tmp
 
     # Rung 1: the median of {0.6, 0.7} is 0.65 (with r0-0002 counted again it would be 0.6).
     assert decide(_record(1, 0.64)) == "STOP" and decide(_record(1, 0.66)) == "CONTINUE"
-    # Before the last rung the constraint is not judged: reconstruction may come later than ranking.
+    # No rung judges the constraint, the last included: reconstruction may come later than ranking.
     assert decide(_record(1, 0.66, exact=0.1)) == "CONTINUE"
-    # At the last rung the ranking rule judges, feasible first: a better r that misses the constraint stops.
-    assert decide(_record(2, 0.8, exact=0.1)) == "STOP" and decide(_record(2, 0.66)) == "CONTINUE"
+    assert decide(_record(2, 0.8, exact=0.1)) == "CONTINUE" and decide(_record(2, 0.64)) == "STOP"
     assert decide(_record(1, 0.1), batch=0) == "CONTINUE"  # the first batch has nothing to meet
     assert decide(_record(1, 0.8), replicate=1) == "STOP"  # its replicate's earlier batch recorded 0.9
     assert decide(_record(1, 0.1), arm="lr", batch=0) == "CONTINUE"

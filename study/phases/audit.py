@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..spec.configs import rung_epochs
 from ..spec.plan import Planned, replicate_of
 from ..spec.ranking import rung_score
 from ..spec.schema import StudySpec
@@ -23,11 +22,8 @@ from ..trialdir import AUDIT, SEARCH, STOPPED, TrialSummary, read_trials
 
 def candidates(spec: StudySpec, trials: list[TrialSummary]) -> list[TrialSummary]:
     """The stopped trials, best first: the latest rung reached, then the score there; ties in name order."""
-    rungs = [e for e in rung_epochs(spec.asha, spec.epochs) if e < spec.epochs] if spec.asha else []
-    last = rungs[-1] if rungs else None
     stopped = [t for t in trials if t.status == STOPPED and t.last]
-    return sorted(stopped, key=lambda t: (-t.last["epoch"], -rung_score(spec, t.last, t.last["epoch"] == last),
-                                          t.trial_id))
+    return sorted(stopped, key=lambda t: (-t.last["epoch"], -rung_score(spec, t.last), t.trial_id))
 
 
 def drawn(spec: StudySpec, arm: str, replicate: int, trials: list[TrialSummary]) -> list[TrialSummary]:

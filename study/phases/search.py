@@ -21,7 +21,7 @@ searched.
 
 **Early stopping** (:class:`SearchPruner`, ``asha`` in the spec): successive halving at the rungs
 grace_period x reduction_factor^k below the last epoch, judged on ``study.spec.ranking.rung_score`` (the selection
-metric alone before the last rung, the ranking rule at it). A trial continues when its score is not below the
+metric alone at every rung: the constraints judge the finished trial, see there why). A trial continues when its score is not below the
 (1 - 1/reduction_factor) quantile of the scores its arm-replicate's trials of earlier batches recorded at that rung
 — Ray's ASHA rule, against a set that is complete and fixed when the trial's batch starts (bit-identical records
 count once). The first batch is never stopped. The rung epochs are evaluated in full (``study.spec.configs``).
@@ -324,7 +324,7 @@ class SearchPruner(FIFOScheduler):
         if not reference:
             return False
         cutoff = float(np.nanpercentile(reference, (1 - 1 / self.spec.asha.reduction_factor) * 100))
-        return rung_score(self.spec, record, epoch == self.rungs[-1]) < cutoff
+        return rung_score(self.spec, record) < cutoff
 
     def reference(self, arm: str, replicate: int, batch: int, epoch: int) -> list[float]:
         """The rung scores at ``epoch`` of the arm-replicate's search trials of batches before ``batch`` that reached
@@ -340,6 +340,5 @@ class SearchPruner(FIFOScheduler):
                 if at:
                     content = {k: v for k, v in at[0].items() if k not in TIMING_FIELDS}
                     records.setdefault(json.dumps(content, sort_keys=True), at[0])
-            last = epoch == self.rungs[-1]
-            self._scores[key] = [rung_score(self.spec, r, last) for r in records.values()]
+            self._scores[key] = [rung_score(self.spec, r) for r in records.values()]
         return [s for s in self._scores[key] if not math.isnan(s)]

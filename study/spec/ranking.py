@@ -87,12 +87,16 @@ def ranking_score(spec: StudySpec, record: dict[str, Any]) -> float:
     return INFEASIBLE_RANK - sum(max(v, 0.0) for v in constraint_values(spec, record).values())
 
 
-def rung_score(spec: StudySpec, record: dict[str, Any], last_rung: bool) -> float:
-    """A search trial's score at an early-stopping rung (larger is better). At the last rung, the ranking rule
-    itself (:func:`ranking_score`: feasible first). At an earlier rung, the selection metric alone: a rung must not
-    judge a trial on a constraint it cannot meet yet (a design that learns reconstruction first and ranking later
-    misses the reconstruction constraint early, when a collapsing one may not)."""
-    return ranking_score(spec, record) if last_rung else selection_value(spec, record)
+def rung_score(spec: StudySpec, record: dict[str, Any]) -> float:
+    """A search trial's score at an early-stopping rung (larger is better): the selection metric alone, at every
+    rung. A rung must not judge a trial on a constraint it cannot meet yet, and no rung epoch is known to be late
+    enough: in the full study's first run under the ranking rule at its last rung (epoch 15 of 20), six of the fixed
+    arm's 19 stopped trials ranked 0.81-0.98 untied against its finished trials' 0.64-0.96, stopped because VAE B
+    had not yet reached the reconstruction constraint (val exact match B 0.03-0.85 at epoch 15), and both its
+    replicates' picks came from the first batch, which is never stopped. The constraints judge the finished trial:
+    what Optuna is told, each arm's pick, the verdicts. The cost: a trial that ranks well and never reconstructs
+    goes on to the end (the pruning audit measures what the rule throws away)."""
+    return selection_value(spec, record)
 
 
 def confirmation_sources(spec: StudySpec, trials: list[TrialLike],
