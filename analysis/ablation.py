@@ -19,6 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.phases.ablate import RUNS, AblationPlan, read_plan
+from study.spec.plan import ablate_seeds
 
 from .compare import paired_table
 from .runs import confirm_runs, confirmation_winner, feasible_share
@@ -83,11 +84,19 @@ def answers(tables: StudyTables, plan: AblationPlan | None, paired: pd.DataFrame
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
 
 
+def _centre_feasible(tables: StudyTables, plan: AblationPlan) -> int:
+    """The centre's feasible confirmation runs on the ablation's seeds (the runs each option is paired with)."""
+    runs = confirm_runs(tables, plan.arm)
+    centre = runs[(runs["source_trial"] == plan.centre) & runs["seed"].isin(ablate_seeds(tables.spec))
+                  & runs["feasible"].astype(bool)]
+    return int(centre["seed"].nunique())
+
+
 def _caveat(tables: StudyTables, plan: AblationPlan, label: str, paired: pd.DataFrame, verdict: str) -> str:
     """What the verdict on the selection metric leaves out: seeds on which the option missed the constraints
     (against the centre's), and, for a ``better`` option, the objectives on which it is worse at the whole run."""
     feasible, seeds = feasible_share(tables, label)
-    centre, _ = feasible_share(tables, plan.arm)
+    centre = _centre_feasible(tables, plan)
     worse = paired[(paired["label"] == label) & (paired["budget"] == 1.0) & (paired["verdict"] == WORSE)
                    & paired["metric"].isin([o.metric for o in tables.spec.objectives])]
     notes = [f"feasible on {feasible}/{seeds} runs (the centre {centre}/{seeds})"] if feasible < seeds else []

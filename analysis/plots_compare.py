@@ -5,7 +5,7 @@ expected_best.png: each arm's expected best selection value among n search trial
 its bootstrap band, against n and against the trial-epochs n trials cost.
 
 tradeoff.png: the selection metric against each other objective, one point per confirmation run of every arm (its
-pick's runs on every seed and replicate), each arm's front (its runs no other run of the arm dominates on the two
+pick's runs on every seed and replicate; a cross: a run that missed the constraints), each arm's front (its runs no other run of the arm dominates on the two
 axes) drawn as a line: what an arm gives up on one objective for the other.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import matplotlib.pyplot as plt
 from matplotlib.ticker import AutoLocator
 
 from .compare import main_arms, pareto_mask
@@ -39,13 +40,16 @@ def expected_best_plot(tables: StudyTables, table: pd.DataFrame, path: Path) -> 
     return _save(fig, path)
 
 
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
 def tradeoff_plot(tables: StudyTables, path: Path) -> Path:
     selection = tables.spec.selection
     others = [o for o in tables.spec.objectives if o.metric != selection.metric]
     fig, axes = _grid(max(len(others), 1), width=5.0, height=3.8)
     for ax, other in zip(axes, others):
         ax.xaxis.set_major_locator(AutoLocator())
-        for arm in main_arms(tables):
+        for index, arm in enumerate(main_arms(tables)):
             runs = winner_runs(tables, arm)
             columns = [f"final_{other.metric}", f"final_{selection.metric}"]
             if runs.empty or not set(columns) <= set(runs):
@@ -53,12 +57,16 @@ def tradeoff_plot(tables: StudyTables, path: Path) -> Path:
             runs = runs.dropna(subset=columns)
             if runs.empty:
                 continue
-            points = ax.scatter(runs[columns[0]], runs[columns[1]], s=14, alpha=0.6, label=arm)
+            feasible, color = runs["feasible"].astype(bool), COLORS[index % len(COLORS)]
+            ax.scatter(runs.loc[feasible, columns[0]], runs.loc[feasible, columns[1]], s=14, alpha=0.6, color=color,
+                       label=arm if feasible.any() else None)
+            ax.scatter(runs.loc[~feasible, columns[0]], runs.loc[~feasible, columns[1]], s=18, marker="x", alpha=0.6,
+                       color=color, label=None if feasible.any() else arm)
             front = runs[pareto_mask(runs, [other, selection])].sort_values(columns[0])
-            ax.plot(front[columns[0]], front[columns[1]], color=points.get_facecolor()[0], alpha=0.9, linewidth=1)
+            ax.plot(front[columns[0]], front[columns[1]], color=color, alpha=0.9, linewidth=1)
         ax.set_xlabel(f"{other.metric} ({other.mode})")
         ax.set_ylabel(f"{selection.metric} ({selection.mode})")
         ax.grid(alpha=0.3)
     _legend(axes[0], fontsize=7)
-    fig.suptitle("Trade-offs: every confirmation run, each arm's front")
+    fig.suptitle("Trade-offs: every confirmation run (x: missed the constraints), each arm's front")
     return _save(fig, path)

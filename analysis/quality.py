@@ -19,7 +19,7 @@ from .load import StudyTables
 from .runs import winner_runs
 from .stats import t_interval
 
-UNTIED = ("triplet_untied_A", "triplet_untied_B")
+UNTIED = ("triplet_untied_A", "triplet_untied_B", "triplet_r_A", "triplet_r_B")  # beside the selection metric
 
 
 def epochs_to_target(tables: StudyTables, metrics: tuple[str, ...] = ("val_exact_match_A", "val_exact_match_B"),
@@ -51,8 +51,8 @@ def epochs_to_target(tables: StudyTables, metrics: tuple[str, ...] = ("val_exact
 
 def quality_frontier(tables: StudyTables, target: float = EXACT_TARGET) -> pd.DataFrame:
     """Per arm, over its representing runs that finished every epoch: how many reconstruct on both VAEs (final val
-    exact match >= ``target``), and over those the mean [95% t-interval] of the selection metric and the mean of
-    the untied concordance of each VAE. The quality a user can count on: a run that gave up reconstruction for a
+    exact match >= ``target``), and over those the mean [95% t-interval] of the selection metric and the means of
+    the untied concordance and of triplet r of each VAE. The quality a user can count on: a run that gave up reconstruction for a
     better selection metric is not on it."""
     metric = tables.spec.selection.metric
     column = f"final_{metric}"

@@ -329,8 +329,9 @@ Each PBT arm's exploits (a member continuing from a better member's state with p
 {markdown_table(t["epochs_to_target"])}
 ## Quality frontier
 
-Per arm, its representing runs that reconstruct on both VAEs (final val exact match >= {EXACT_TARGET:g}) and the
-best and mean [95% t-interval] {spec.selection.metric} among them. {_link("quality_frontier")}
+Per arm, how many of its representing runs reconstruct on both VAEs (final val exact match >= {EXACT_TARGET:g}),
+and over those the mean [95% t-interval] of {spec.selection.metric}, with the untied concordance and triplet r
+of each VAE (r's ceiling is about 0.75, the untied concordance's 1.0). {_link("quality_frontier")}
 
 {markdown_table(t["quality_frontier"])}
 ## Controller collapse

@@ -18,7 +18,7 @@ import math
 
 import pandas as pd
 
-from study.spec.plan import ABLATE, CONFIRM, RETUNE
+from study.spec.plan import ABLATE, CONFIRM, RETUNE, ablate_seeds
 from study.spec.ranking import ConfirmedRun, rank_sources
 
 from .load import StudyTables
@@ -39,11 +39,7 @@ def _source(runs: pd.DataFrame) -> pd.Series:
 def replicates(tables: StudyTables, arm: str) -> int:
     """How many search replicates represent an arm: the spec's for its arms and the baselines distilled from them,
     one for an ablation option (its centre is one configuration)."""
-    trials = tables.trials
-    mine = trials[trials["arm"] == arm]
-    if not mine.empty and mine["phase"].isin([ABLATE, RETUNE]).all():
-        return 1
-    return tables.spec.search_replicates
+    return 1 if _is_ablation(tables, arm) else tables.spec.search_replicates
 
 
 def confirm_runs(tables: StudyTables, arm: str, replicate: int | None = None) -> pd.DataFrame:
@@ -104,11 +100,16 @@ def winner_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
     return runs.sort_values(["replicate", "seed"])
 
 
+def _is_ablation(tables: StudyTables, arm: str) -> bool:
+    mine = tables.trials[tables.trials["arm"] == arm]
+    return not mine.empty and bool(mine["phase"].isin([ABLATE, RETUNE]).all())
+
+
 def feasible_share(tables: StudyTables, arm: str) -> tuple[int, int]:
-    """(feasible runs, expected runs) of the arm's representing runs: one per spec seed and replicate; a missing
-    run is an infeasible one."""
+    """(feasible runs, expected runs) of the arm's representing runs: one per seed it runs on (the confirmation
+    seeds; an ablation option's: the ablation's) and replicate; a missing run is an infeasible one."""
     runs = winner_runs(tables, arm)
-    seeds = tables.spec.confirm.seeds
+    seeds = ablate_seeds(tables.spec) if _is_ablation(tables, arm) else tables.spec.confirm.seeds
     kept = runs[runs["feasible"].astype(bool) & runs["seed"].isin(seeds)]
     return int(len(kept[["replicate", "seed"]].drop_duplicates())), len(seeds) * replicates(tables, arm)
 

@@ -147,3 +147,10 @@ def test_a_better_option_that_missed_the_constraints_is_not_an_improvement(study
     assert row["verdict"] == "better" and row["feasible_seeds"] == f"{len(SEEDS) - 1}/{len(SEEDS)}"
     assert row["answer"].endswith(f"better; not an improvement: feasible on {len(SEEDS) - 1}/{len(SEEDS)} runs "
                                   f"(the centre {len(SEEDS)}/{len(SEEDS)}); worse on val_loss_unweighted")
+    # An option runs on the ablation's seeds, not the confirmation's: a further confirmation seed changes neither
+    # its count nor the centre's.
+    confirm = tables.spec.confirm.model_copy(update={"seeds": [*tables.spec.confirm.seeds, 9999]})
+    ablate = tables.spec.ablate.model_copy(update={"seeds": list(SEEDS)})
+    tables.spec = tables.spec.model_copy(update={"confirm": confirm, "ablate": ablate})
+    row = answers(tables, plan, paired).set_index("label").loc[label]
+    assert row["feasible_seeds"] == f"{len(SEEDS) - 1}/{len(SEEDS)}" and f"(the centre {len(SEEDS)}/{len(SEEDS)})" in row["answer"]

@@ -90,12 +90,12 @@ def ranking_score(spec: StudySpec, record: dict[str, Any]) -> float:
 def rung_score(spec: StudySpec, record: dict[str, Any]) -> float:
     """A search trial's score at an early-stopping rung (larger is better): the selection metric alone, at every
     rung. A rung must not judge a trial on a constraint it cannot meet yet, and no rung epoch is known to be late
-    enough: in the full study's first run under the ranking rule at its last rung (epoch 15 of 20), six of the fixed
-    arm's 19 stopped trials ranked 0.81-0.98 untied against its finished trials' 0.64-0.96, stopped because VAE B
-    had not yet reached the reconstruction constraint (val exact match B 0.03-0.85 at epoch 15), and both its
-    replicates' picks came from the first batch, which is never stopped. The constraints judge the finished trial:
-    what Optuna is told, each arm's pick, the verdicts. The cost: a trial that ranks well and never reconstructs
-    goes on to the end (the pruning audit measures what the rule throws away)."""
+    enough for every design. Measured on the full study (open-questions.yaml, 2026-12-05): with the ranking rule at
+    the last rung (epoch 15 of 20), six of the fixed arm's 19 stopped trials ranked 0.81-0.98 untied against its
+    finished trials' 0.64-0.96 and were stopped because a VAE had not reconstructed yet (val exact match of the lower
+    VAE 0.01-0.85 at epoch 15); under this rule four of them ran to epoch 20 and none reconstructed there either
+    (0.01-0.84), so the fixed arm's picks did not change and the rule cost it 275 instead of 255 search
+    trial-epochs. The constraints judge the finished trial: what Optuna is told, each arm's pick, the verdicts."""
     return selection_value(spec, record)
 
 
