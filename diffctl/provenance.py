@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 SOURCES = Path(__file__).resolve().parent.parent  # the project's root (diffctl/, study/, analysis/)
+# What decides a result: the code and its pinned dependencies (a results/ directory the analysis rewrites is not).
+CODE = ("diffctl", "study", "analysis", "configs", "pyproject.toml", "constraints.txt")
 
 
 def _git(*args: str) -> str | None:
@@ -28,13 +30,14 @@ def _git(*args: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, Any] | None:
-    """The commit of the sources, whether tracked files differ from it (``dirty``) and the SHA-256 of that
-    difference (``git diff HEAD``; None when clean); None when the sources are not a git checkout. Read once per
+    """The commit of the sources, whether the tracked files of :data:`CODE` differ from it (``dirty``) and the
+    SHA-256 of that difference (``git diff HEAD -- CODE``; None when clean); None when the sources are not a git
+    checkout. Read once per
     process: a study's driver records it for every trial it runs."""
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         return None
-    diff = _git("diff", "HEAD", "--no-ext-diff", "--binary") or ""
+    diff = _git("diff", "HEAD", "--no-ext-diff", "--binary", "--", *CODE) or ""
     return {"commit": commit.strip(), "dirty": bool(diff),
             "diff_sha256": hashlib.sha256(diff.encode("utf-8")).hexdigest() if diff else None}
 

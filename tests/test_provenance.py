@@ -28,10 +28,13 @@ def dirty_sources(tmp_path, monkeypatch):
     repo = tmp_path / "sources"
     repo.mkdir()
     _git(repo, "init", "-q")
-    (repo / "code.py").write_text("x = 1\n")
-    _git(repo, "add", "code.py")
+    (repo / "diffctl").mkdir()
+    (repo / "results").mkdir()
+    (repo / "diffctl" / "code.py").write_text("x = 1\n")
+    (repo / "results" / "report.md").write_text("first\n")
+    _git(repo, "add", "diffctl", "results")
     _git(repo, "commit", "-q", "-m", "first")
-    (repo / "code.py").write_text("x = 2\n")  # changed, not committed
+    (repo / "diffctl" / "code.py").write_text("x = 2\n")  # changed, not committed
     monkeypatch.setattr(provenance, "SOURCES", repo)
     provenance.code_version.cache_clear()
     yield _git(repo, "rev-parse", "HEAD")
@@ -57,6 +60,7 @@ def test_a_study_from_a_dirty_tree_records_it_and_says_so(dirty_sources, tmp_pat
 
 def test_a_clean_tree_has_no_diff(tmp_path, monkeypatch, dirty_sources):
     _git(provenance.SOURCES, "commit", "-q", "-am", "second")
+    (provenance.SOURCES / "results" / "report.md").write_text("rewritten by an analysis\n")  # results, not code
     provenance.code_version.cache_clear()
     code = provenance.code_version()
     assert code == {"commit": _git(provenance.SOURCES, "rev-parse", "HEAD"), "dirty": False, "diff_sha256": None}
