@@ -82,6 +82,9 @@ def audit_lines(tables: StudyTables, table: pd.DataFrame) -> str:
         return "No audited trial finished (no search trial was stopped early, or the audit has not run yet).\n"
     parts = []
     for r in summary.itertuples():
-        gain = f", by up to {r.largest_gain:+.4g}" if r.would_be_picked else ""
+        gain = ""
+        if r.would_be_picked:  # a negative gain: ranked first for missing the constraints by less, not for the metric
+            gain = (f", by up to {r.largest_gain:+.4g}" if r.largest_gain > 0 else
+                    f", for missing the constraints by less ({r.largest_gain:+.4g} on the selection metric)")
         parts.append(f"`{r.arm}`: {r.would_be_picked} of {r.audited} would have been picked over its pick{gain}")
     return "- " + "; ".join(parts) + ".\n"

@@ -43,7 +43,10 @@ def _audit(summary: pd.DataFrame, arm: str) -> str:
         return "none audited"
     row = mine.iloc[0]
     text = f"{int(row['would_be_picked'])}/{int(row['audited'])} beat the pick"
-    return text + (f" (up to {float(row['largest_gain']):+.3g})" if int(row["would_be_picked"]) else "")
+    if not int(row["would_be_picked"]):
+        return text
+    gain = float(row["largest_gain"])
+    return text + (f" (up to {gain:+.3g})" if gain > 0 else f" (nearer the constraints; {gain:+.3g} on the metric)")
 
 
 def conclusions_table(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFrame, compute: pd.DataFrame,
