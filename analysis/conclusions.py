@@ -27,7 +27,8 @@ from .trajectory import outside_box
 KL_COLUMNS = ("kl_A", "kl_B")
 
 
-def _mean(runs: pd.DataFrame, field: str) -> float:
+def final_mean(runs: pd.DataFrame, field: str) -> float:
+    """The mean of a field's final value over runs (NaN without the field or runs)."""
     column = f"final_{field}"
     return float(runs[column].astype(float).mean()) if column in runs and len(runs) else math.nan
 
@@ -61,7 +62,7 @@ def conclusions_table(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFra
     for arm in main_arms(tables):
         runs = winner_runs(tables, arm)
         feasible, expected = feasible_share(tables, arm)
-        row = {"arm": arm, "feasible_runs": feasible, "runs": expected, f"mean_{selection}": _mean(runs, selection)}
+        row = {"arm": arm, "feasible_runs": feasible, "runs": expected, f"mean_{selection}": final_mean(runs, selection)}
         mine = final[(final["arm"] == arm)] if not final.empty else final
         for metric, prefix in ((selection, ""), *((m, f"{m}_") for m in others)):
             found = mine[mine["metric"] == metric] if not mine.empty else mine
@@ -73,7 +74,7 @@ def conclusions_table(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFra
             if not prefix:
                 row.update({k: values.get(k, math.nan) for k in ("p_better", "p_better_low", "p_better_high",
                                                                   "replicates_agree", "seeds_for_margin")})
-        row.update({field: _mean(runs, field) for field in KL_COLUMNS})
+        row.update({field: final_mean(runs, field) for field in KL_COLUMNS})
         outside = outside_box(tables, box, arm) if arm != reference and not box.empty else []
         row.update(box="; ".join(outside) or "inside", compute_vs_optuna=ratio.get(arm, math.nan),
                    held_constant=_held(freedom, arm), pruning_audit=_audit(audit, arm))

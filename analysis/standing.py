@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .compare import full_budget, main_arms
+from .conclusions import final_mean
 from .runs import feasible_share, winner_runs
 from .load import StudyTables
 from .stats import describe
@@ -50,8 +51,8 @@ def _rate(runs: pd.DataFrame, reference: pd.DataFrame) -> str:
     """The KL nats each VAE's codes use (most of the negative ELBO of a run that reconstructs), against the
     reference's."""
     def kl(frame: pd.DataFrame) -> str:
-        return " / ".join(f"{frame[f'final_kl_{v}'].astype(float).mean():.1f}" if f"final_kl_{v}" in frame else "–"
-                          for v in "AB")
+        means = (final_mean(frame, f"kl_{v}") for v in "AB")
+        return " / ".join("–" if m != m else f"{m:.1f}" for m in means)
     return f" (KL A / B {kl(runs)} nats against {kl(reference)})"
 
 

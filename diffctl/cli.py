@@ -176,9 +176,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _published(directory: str) -> bool:
-    """A published study directory: its tables and spec, no state.json (``analysis.results``)."""
-    path = Path(directory)
-    return not (path / "state.json").exists() and (path / "trials.parquet").is_file() and (path / "spec.yaml").is_file()
+    """A published study directory (``study.status.is_published``)."""
+    from study.status import is_published
+
+    return is_published(Path(directory))
 
 
 def main(argv: list[str] | None = None) -> int:

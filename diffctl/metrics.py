@@ -176,8 +176,8 @@ def metric_names(with_rho: bool) -> list[str]:
 # Fields that may be undefined (NaN) in a healthy run: a standard error of fewer than two samples, and the
 # untied concordance of triples that all tie. Any other non-finite metric marks the run diverged (diffctl.train).
 MAY_BE_UNDEFINED = frozenset(
-    [*(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES), "triplet_untied_AB"])
-FULL_SET = frozenset([*(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES), "triplet_untied_AB"])
+    [*(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES), BOTH_UNTIED])
+FULL_SET = frozenset([*(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES), BOTH_UNTIED])
 
 
 def recon_coverage(logits: torch.Tensor, data: OperationSet) -> float:

@@ -76,7 +76,7 @@ def _live(study_dir: Path, places: list[tuple[str, str]]) -> bool:
                for t in read_trials(study_dir / phase / arm))
 
 
-def _is_published(path: Path) -> bool:
+def is_published(path: Path) -> bool:
     """A published study: its spec and tables without a state.json (``analysis.results`` reads it)."""
     return not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
 
@@ -85,9 +85,9 @@ def storage_lines(storage: Path) -> list[str] | None:
     """For a folder of studies (such as ``results``): one line per study directory in it, finished or not.
     None when ``storage`` is itself a study directory or holds none."""
     try:
-        if (storage / STATE_FILE).exists() or _is_published(storage):
+        if (storage / STATE_FILE).exists() or is_published(storage):
             return None
-        studies = sorted(p for p in storage.iterdir() if (p / STATE_FILE).is_file() or _is_published(p))
+        studies = sorted(p for p in storage.iterdir() if (p / STATE_FILE).is_file() or is_published(p))
     except OSError:
         return None
     if not studies:
@@ -96,7 +96,7 @@ def storage_lines(storage: Path) -> list[str] | None:
     lines = [f"{count} in {storage} (diffctl study status {storage}/NAME shows one)"]
     width = max(len(p.name) for p in studies)
     for study_dir in studies:
-        if _is_published(study_dir):
+        if is_published(study_dir):
             lines.append(f"  {study_dir.name:{width}}  published (its tables and report; no trial directories)")
             continue
         try:
