@@ -17,7 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import ray
 from ray import tune
@@ -333,8 +333,8 @@ def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str
     study_dir, spec = Path(job.study_dir), job.spec
     interrupted = results.num_terminated + results.num_errors < len(results)
     known = set()
-    for result in results:
-        trial_dir = job.trial_dir(result.config)
+    for result, config in _with_configs(results):
+        trial_dir = job.trial_dir(config)
         known.add(trial_dir)
         if result.error is not None:
             mark_finished(trial_dir, ERROR, one_line(result.error))
@@ -352,6 +352,13 @@ def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str
         ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]
         if len(ran) < spec.arms[arm].budget * spec.search_replicates:
             _interrupted(study_dir)
+
+
+def _with_configs(results: tune.ResultGrid) -> list[tuple[tune.Result, dict[str, Any]]]:
+    """Each result of a Tuner with its trial's config. ``Result.config`` is read from the trial's last result, so
+    it is None for a trial that had reported nothing (interrupted or failed before its first epoch ended); the
+    config is taken from the Ray trial itself (the ResultGrid's trials, in the order of its results)."""
+    return [(result, trial.config) for result, trial in zip(results, results._experiment_analysis.trials, strict=True)]
 
 
 def _interrupted(study_dir: Path) -> None:

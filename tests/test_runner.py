@@ -92,20 +92,22 @@ def test_a_study_of_an_earlier_layout_is_finished_or_refused(finished_study, cap
 
 
 @pytest.mark.slow
-def test_an_interrupted_study_says_how_to_resume_it_once_and_shows_nothing_running(tmp_path):
-    """Ctrl-C (SIGINT) once a search trial is between epochs: exit 130, diffctl's resume hint and no library's
-    (Tune's "Resume experiment with: Tuner.restore(...)" would contradict it); ``study status`` then shows no trial
-    running and no phase running, and says what resumes the trials stopped between epochs."""
+@pytest.mark.parametrize("first_epochs", [1, 0], ids=["between-epochs", "before-its-first-result"])
+def test_an_interrupted_study_says_how_to_resume_it_once_and_shows_nothing_running(tmp_path, first_epochs):
+    """Ctrl-C (SIGINT) once a search trial is between epochs, or has started and reported nothing (Ray's result of
+    it then has no config): exit 130, diffctl's resume hint and no library's (Tune's "Resume experiment with:
+    Tuner.restore(...)" would contradict it); ``study status`` then shows no trial running and no phase running,
+    and says what resumes the trials stopped between epochs."""
     spec = write_spec(tmp_path, spec_variant(name="intr", epochs=30, arms={"fixed": TINY["arms"]["fixed"]}))
     driver = subprocess.Popen([DIFFCTL, "study", "run", str(spec), "--storage", str(tmp_path)], text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=diffctl_env())
     study_dir = tmp_path / "intr"
 
-    def between_epochs() -> bool:
+    def started() -> bool:
         infos = [json.loads(p.read_text()) for p in study_dir.glob("search/*/*/trial.json")]
-        return any(i["status"] == "running" and i["epochs_done"] >= 1 for i in infos)
+        return any(i["status"] == "running" and i["epochs_done"] >= first_epochs for i in infos)
 
-    assert poll_until(driver, between_epochs, timeout=120)
+    assert poll_until(driver, started, timeout=120)
     driver.send_signal(signal.SIGINT)
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 130, err[-2000:]

@@ -19,7 +19,7 @@ from study.journal import JOURNAL_FILE, JournalFlock, journal_storage
 from study.phases.search import ArmSearch
 from study.searcher import StudySearch
 from study.spec import spec_from_dict
-from study.trialdir import TrialInfo, read_info, write_info
+from study.trialdir import TrialInfo, read_info, write_info, write_metrics
 from tiny_specs import TINY
 
 HOLD = """
@@ -228,3 +228,22 @@ def test_a_half_made_ask_of_a_killed_driver_is_closed_and_asked_again_alike(tmp_
     assert again == expected
     states = {t.number: (t.state, t.user_attrs.get("status")) for t in search.study.get_trials()}
     assert states[half.number] == (optuna.trial.TrialState.FAIL, "orphan") and len(states) == 3
+
+
+def test_a_restored_search_tells_a_trial_that_ended_unseen_with_its_whole_curve(tmp_path):
+    """The driver saw epoch 1, was killed, and the trial ran to its end: the restored search finds that end in the
+    trial's files and reports every epoch they hold before it tells Optuna."""
+    spec, search = _search(tmp_path, batch=1, budget=1)
+    spec = spec.model_copy(update={"epochs": 2})
+    search.spec = spec
+    config = search.next_run("t1")
+    search.on_result("t1", _record(spec, 1, r=0.6))  # the last result the killed driver saw
+    trial_dir = tmp_path / "search" / "fixed" / config["name"]
+    trial_dir.mkdir(parents=True)
+    write_metrics(trial_dir, [_record(spec, 1, r=0.6), _record(spec, 2, r=0.7)])
+    write_info(trial_dir, TrialInfo(arm="fixed", phase="search", trial_id=config["name"], params=config["params"],
+                                    seed=0, status="ok", epochs_done=2))
+    search.reconcile(tmp_path / "search" / "fixed")
+    [frozen] = search.study.get_trials()
+    assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.values == [0.7]
+    assert frozen.intermediate_values == {1: 0.6, 2: 0.7}

@@ -196,6 +196,8 @@ class ArmSearch:
             info = read_info(trial_dir)
             if info is not None and info.status in FINISHED:
                 records = read_metrics(trial_dir)
+                for record in records:  # its curve as its files hold it: results sent to a killed driver are lost
+                    self._report(slot, record)
                 slot.ended, slot.error = True, info.status == ERROR
                 slot.result = records[-1] if records and not slot.error else None
             else:
@@ -210,9 +212,13 @@ class ArmSearch:
     def on_result(self, ray_trial_id: str, record: dict[str, Any]) -> None:
         """Report the selection metric of an epoch's record as the trial's intermediate value (once per epoch)."""
         slot = self._slot(ray_trial_id)
+        if slot is not None:
+            self._report(slot, record)
+
+    def _report(self, slot: Slot, record: dict[str, Any]) -> None:
         value = record.get(self.spec.selection.metric)
         epoch = record.get("epoch")
-        if slot is None or record.get("status") != OK or not is_finite_number(value) or not isinstance(epoch, int):
+        if record.get("status") != OK or not is_finite_number(value) or not isinstance(epoch, int):
             return
         frozen = self._frozen(slot)
         if frozen.state == TrialState.RUNNING and epoch not in frozen.intermediate_values:
