@@ -34,6 +34,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
+from study.phases.search import ORPHAN
 from study.status import status_lines
 from study.trialdir import FINISHED
 from study_kill import finished_trials, in_flight_trials, kill, poll_until, start_diffctl, trial_files
@@ -172,7 +173,10 @@ def test_trial_total_equals_budget(killed_study):
     for arm, budget in BUDGET.items():
         search, confirm = _trial_dirs(study_dir, "search", arm), _trial_dirs(study_dir, "confirm", arm)
         assert not [d for d in search + confirm if _abandoned(d)]
-        told = optuna.load_study(study_name=arm, storage=storage).trials  # COMPLETE, or FAIL where it diverged
+        trials = optuna.load_study(study_name=arm, storage=storage).trials  # COMPLETE, or FAIL where it diverged
+        orphans = [t for t in trials if t.user_attrs.get("status") == ORPHAN]  # an ask the kill cut in half
+        assert all(t.state == optuna.trial.TrialState.FAIL for t in orphans)
+        told = [t for t in trials if t.user_attrs.get("status") != ORPHAN]
         assert len(search) == budget and len(told) == budget and all(t.state.is_finished() for t in told), (
             f"{arm}: {len(search)} finished search trials ({len(told)} told to Optuna) for a budget of {budget}"
         )

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from diffctl.cli import main
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
+from study.phases.search import ORPHAN
 from study.spec.constraints import WORST
 from study.status import status_lines
 from study.trialdir import read_trials
@@ -119,13 +120,17 @@ def test_diverged_trial_ends_normally(tiny_study):
 
 def test_optuna_storage_holds_every_search_trial(tiny_study):
     """One trial per search trial (a batch asked by the killed driver is found again, never asked twice): the
-    finished ones COMPLETE with their selection value and constraints, the diverged one FAIL without a value."""
+    finished ones COMPLETE with their selection value and constraints, the diverged one FAIL without a value. An
+    ask the kill cut in half is closed FAIL as an orphan (and asked again whole)."""
     tiny_study = tiny_study.dir
     storage = journal(tiny_study)
     for arm in ("fixed", "lr"):
         study = optuna.load_study(study_name=arm, storage=storage)
         assert study.metric_names == ["triplet_r_A"] and study.direction == optuna.study.StudyDirection.MAXIMIZE
-        by_name = {t.user_attrs["name"]: t for t in study.trials}
+        orphans = [t for t in study.trials if t.user_attrs.get("status") == ORPHAN]
+        assert all(t.state == TrialState.FAIL for t in orphans)
+        by_name = {t.user_attrs["name"]: t for t in study.trials if t.user_attrs.get("status") != ORPHAN}
+        assert len(by_name) == len(study.trials) - len(orphans)  # no name asked twice
         assert set(by_name) == {d.name for d in trial_dirs(tiny_study, "search", arm)}
         for name, trial in by_name.items():
             records = read_jsonl(tiny_study / "search" / arm / name / "metrics.jsonl")
