@@ -30,6 +30,7 @@ from diffctl.files import atomic_write_bytes
 from study.spec import SPEC_FILE, StudySpec, saved_spec
 from study.spec.configs import arm_kind
 from study.spec.plan import PHASES, pbt_arms
+from study.status import is_published
 from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, TrialInfo, parse_info, read_info, read_metrics
 
 USABLE_STATUSES = ("ok", "stopped")
@@ -269,12 +270,6 @@ def build_tables(study_dir: str | Path) -> StudyTables:
     epochs = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=[*ID_COLUMNS, "seed", "epoch"])
     epochs = _uniform_types(epochs)
     return StudyTables(root, spec, trials, epochs)
-
-
-def is_published(study_dir: Path) -> bool:
-    """A published study: its Parquet tables and spec, without trial directories (what ``results/<name>/``
-    commits)."""
-    return (study_dir / TRIALS_FILE).is_file() and not trial_dirs(study_dir)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

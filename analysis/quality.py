@@ -19,7 +19,7 @@ from .load import StudyTables
 from .runs import winner_runs
 from .stats import t_interval
 
-UNTIED = ("triplet_untied_A", "triplet_untied_B", "triplet_r_A", "triplet_r_B")  # beside the selection metric
+PER_VAE_RANKING = ("triplet_untied_A", "triplet_untied_B", "triplet_r_A", "triplet_r_B")  # beside the selection metric
 
 
 def epochs_to_target(tables: StudyTables, metrics: tuple[str, ...] = ("val_exact_match_A", "val_exact_match_B"),
@@ -65,7 +65,7 @@ def quality_frontier(tables: StudyTables, target: float = EXACT_TARGET) -> pd.Da
             c in runs for c in exact) else runs.iloc[0:0]
         interval = t_interval(good[column].astype(float).tolist() if column in good else [])
         untied = {f"mean_{name}": float(good[f"final_{name}"].astype(float).mean())
-                  if f"final_{name}" in good and len(good) else math.nan for name in UNTIED}
+                  if f"final_{name}" in good and len(good) else math.nan for name in PER_VAE_RANKING}
         rows.append({"arm": arm, "metric": metric, "target": target, "runs": len(runs), "reconstructing": len(good),
                      "mean": interval["mean"], "ci_low": interval["ci_low"], "ci_high": interval["ci_high"],
                      **untied})

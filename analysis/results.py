@@ -26,9 +26,11 @@ from pathlib import Path
 import pandas as pd
 
 from study.spec import StudySpec
+from study.status import is_published
+from study.trialdir import DIVERGED, ERROR, OK, STOPPED
 
 from .compare import full_budget, paired_vs_fixed, winner
-from .load import StudyTables, build_tables, is_published
+from .load import StudyTables, build_tables
 from .runs import winner_runs
 
 
@@ -89,15 +91,15 @@ def open_study(study_dir: str | Path) -> StudyResults:
 def published_status_lines(study_dir: Path) -> list[str] | None:
     """``diffctl study status`` of a published study: per phase and arm, its trials by status, from its tables
     (None when ``study_dir`` is not a published study)."""
-    if not is_published(study_dir) or not (study_dir / "spec.yaml").is_file():
+    if not is_published(study_dir):
         return None
     tables = build_tables(study_dir)
     trials = tables.trials
     lines = [f"published study {tables.spec.name} at {study_dir} (its tables: trials.parquet, epochs.parquet; no "
              "trial directories, nothing to resume)"]
     counts = pd.crosstab([trials["phase"], trials["arm"]], trials["status"])
-    statuses = [s for s in ("ok", "stopped", "diverged", "error") if s in counts] + \
-        [s for s in counts.columns if s not in ("ok", "stopped", "diverged", "error")]
+    ended = (OK, STOPPED, DIVERGED, ERROR)
+    statuses = [s for s in ended if s in counts] + [s for s in counts.columns if s not in ended]
     width = max(20, *(len(arm) for _, arm in counts.index))
     lines.append(f"{'phase':8} {'arm':{width}} " + " ".join(f"{s:>8}" for s in statuses) + f" {'total':>6}")
     for (phase, arm), row in counts.iterrows():

@@ -11,10 +11,10 @@ from diffctl.errors import InputError
 from .disk import disk_warning
 from .phases.ablate import NOT_APPLICABLE, SAME, option_text, read_plan
 from .spec import SPEC_FILE, saved_spec
-from .spec.plan import SEARCH, phase_places, place_bound
+from .spec.plan import PHASES, SEARCH, phase_places, place_bound
 from .spec.ranking import best_trial
 from .state import PHASE_DONE, PHASE_RUNNING, STATE_FILE, read_state
-from .trialdir import DIVERGED, ERROR, OK, RUNNING, STOPPED, in_training, read_trials
+from .trialdir import DIVERGED, ERROR, OK, RUNNING, STOPPED, TRIAL_FILE, in_training, read_trials
 
 NO_RUNS = {SAME: "same", NOT_APPLICABLE: "n/a"}  # the state shown for an ablation option that runs nothing
 
@@ -29,11 +29,13 @@ def status_lines(study_dir: Path) -> list[str]:
     header = f"{'phase':8} {'arm':{width}} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
     lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
     abandoned, paused = [], 0
-    live = not state.get("finished") and _live(study_dir, places)
+    by_place = {(phase, arm): read_trials(study_dir / phase / arm) for phase, arm in places}
+    # "running" in trial.json, but only a trial a process trains now runs (not after an interrupt or a kill)
+    training = {t.dir for trials in by_place.values() for t in trials if t.status == RUNNING and in_training(t.dir)}
+    live = not state.get("finished") and bool(training)  # else a driver is gone: its running phases are paused
     plan = read_plan(study_dir)
     idle = {o.label: o for o in plan.options if o.status in NO_RUNS} if plan is not None else {}
-    for phase, arm in places:
-        trials = read_trials(study_dir / phase / arm)
+    for (phase, arm), trials in by_place.items():
         if replaced := sum(t.abandoned for t in trials):
             abandoned.append(f"{phase} {arm}: {replaced}")
         trials = [t for t in trials if not t.abandoned]
@@ -44,8 +46,7 @@ def status_lines(study_dir: Path) -> list[str]:
         # a phase still running may not have started every run it plans: at most its bound until it is done
         total = len(trials) if phase != SEARCH and phase_state == PHASE_DONE else max(bound, len(trials))
         count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR)}
-        # "running" in trial.json, but only a trial a process trains now runs (not after an interrupt or a kill)
-        count[RUNNING] = sum(t.status == RUNNING and in_training(t.dir) for t in trials)
+        count[RUNNING] = sum(t.dir in training for t in trials)
         paused += sum(t.status == RUNNING for t in trials) - count[RUNNING]
         if phase_state == PHASE_RUNNING and not live:
             phase_state = "paused"  # its driver is gone (interrupted or killed): `study resume` continues it
@@ -70,15 +71,11 @@ def status_lines(study_dir: Path) -> list[str]:
     return lines
 
 
-def _live(study_dir: Path, places: list[tuple[str, str]]) -> bool:
-    """Whether some trial of the study is being trained now (a driver runs it)."""
-    return any(t.status == RUNNING and in_training(t.dir) for phase, arm in places
-               for t in read_trials(study_dir / phase / arm))
-
-
 def is_published(path: Path) -> bool:
-    """A published study: its spec and tables without a state.json (``analysis.results`` reads it)."""
-    return not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
+    """A published study (what ``results/<name>/`` commits): its spec and ``trials.parquet`` (``analysis.load``
+    writes it), without a state.json or any trial directory. ``analysis`` reads it from its tables."""
+    return (not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
+            and not any(next((path / phase).rglob(TRIAL_FILE), None) for phase in PHASES))
 
 
 def storage_lines(storage: Path) -> list[str] | None:

@@ -196,8 +196,7 @@ class ArmSearch:
             info = read_info(trial_dir)
             if info is not None and info.status in FINISHED:
                 records = read_metrics(trial_dir)
-                for record in records:  # its curve as its files hold it: results sent to a killed driver are lost
-                    self._report(slot, record)
+                self._report(slot, records)  # its curve as its files hold it: results sent to a killed driver are lost
                 slot.ended, slot.error = True, info.status == ERROR
                 slot.result = records[-1] if records and not slot.error else None
             else:
@@ -213,16 +212,20 @@ class ArmSearch:
         """Report the selection metric of an epoch's record as the trial's intermediate value (once per epoch)."""
         slot = self._slot(ray_trial_id)
         if slot is not None:
-            self._report(slot, record)
+            self._report(slot, [record])
 
-    def _report(self, slot: Slot, record: dict[str, Any]) -> None:
-        value = record.get(self.spec.selection.metric)
-        epoch = record.get("epoch")
-        if record.get("status") != OK or not is_finite_number(value) or not isinstance(epoch, int):
-            return
+    def _report(self, slot: Slot, records: list[dict[str, Any]]) -> None:
+        """Report the selection metric of each ok record whose epoch the running trial has not reported yet."""
         frozen = self._frozen(slot)
-        if frozen.state == TrialState.RUNNING and epoch not in frozen.intermediate_values:
-            optuna.Trial(self.study, frozen._trial_id).report(float(value), epoch)
+        if frozen.state != TrialState.RUNNING:
+            return
+        trial, reported = optuna.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)
+        for record in records:
+            value, epoch = record.get(self.spec.selection.metric), record.get("epoch")
+            if record.get("status") == OK and is_finite_number(value) and isinstance(epoch, int) \
+                    and epoch not in reported:
+                trial.report(float(value), epoch)
+                reported.add(epoch)
 
     def on_complete(self, ray_trial_id: str, record: dict[str, Any] | None, error: bool,
                     history: list[dict[str, Any]] = ()) -> Slot | None:
@@ -232,8 +235,7 @@ class ArmSearch:
         slot = self._slot(ray_trial_id)
         if slot is None:
             return None
-        for earlier in (*history, *([record] if record else [])):  # a result that stopped it arrives only here
-            self.on_result(ray_trial_id, earlier)
+        self._report(slot, [*history, *([record] if record else [])])  # a result that stopped it arrives only here
         slot.ended, slot.result, slot.error = True, record, error
         if all(s.ended for s in self.slots):
             for done in self.slots:
