@@ -2,10 +2,15 @@
 (``study.ablate``, planned in ``<study>/ablate.json``).
 
 Each option that ran is compared with the centre — the arm's confirmation runs of its confirmed configuration,
-which every option's run names as its ``source_trial`` on the same seed — paired by seed, at every budget of the
-anytime comparison, on the spec's objectives and selection metric, with the equivalence margins; Holm's
-correction is over the options of one question at one budget on one metric (``analysis.stats``). Options that
-ran nothing are listed as the plan says: ``same as the centre`` or ``not applicable: <reason>``.
+which every option's run names as its ``source_trial`` on the same seed — paired by seed on the ablation's seeds,
+at every budget of the anytime comparison, on the spec's objectives and selection metric, with the equivalence
+margins (``analysis.compare.paired_table``: a run that missed the constraints ranks below every feasible one, the
+difference is over the seeds where both runs are feasible). One centre and one configuration per option: the
+search is no part of the comparison, so the verdict is per seed. Holm's correction is over one family per table:
+every option of every question at one budget on one metric (``analysis.stats``), so that sixteen options do not
+buy sixteen chances of a ``better``; a difference inside the equivalence margin is ``equivalent`` (noted
+"detectably different" when the difference test rejects too), never ``better``. Options that ran nothing are
+listed as the plan says: ``same as the centre`` or ``not applicable: <reason>``.
 
 Tables: ``ablation`` (every comparison) and ``ablation_answers`` (one row per question and option: the verdict at
 the whole run on the selection metric, its effect and 95% interval, the budgets where the option differs, and its
@@ -28,7 +33,8 @@ from .stats import BETTER, NOT_TESTED, WORSE, describe
 
 KEYS = ["axis", "option", "label"]
 ANSWER_COLUMNS = [*KEYS, "status", "reason", "metric", "verdict", "mean_diff", "ci_low", "ci_high", "p_holm",
-                  "n_pairs", "margin", "differs_at", "feasible_seeds", "answer"]
+                  "p_equivalent_holm", "detectably_different", "n_pairs", "n_feasible_pairs", "margin", "differs_at",
+                  "feasible_seeds", "answer"]
 
 
 def ablation_plan(tables: StudyTables) -> AblationPlan | None:
@@ -37,24 +43,19 @@ def ablation_plan(tables: StudyTables) -> AblationPlan | None:
 
 
 def paired_vs_centre(tables: StudyTables, plan: AblationPlan | None) -> pd.DataFrame:
-    """Every option that ran against the centre at every budget on the tracked objectives (one Holm family per
-    question, budget and metric)."""
-    frames = []
-    tracked = [o.metric for o in tables.spec.tracked_objectives()]
-    for axis in dict.fromkeys(o.axis for o in plan.options) if plan is not None else ():
-        options = {o.label: o for o in plan.options if o.axis == axis and o.status == RUNS}
-        if not options:
-            continue
-        centre = confirm_runs(tables, plan.arm)
-        centre = centre[centre["source_trial"] == plan.centre].assign(replicate=0)  # one configuration: its runs
-        paired = paired_table(tables, [(label, plan.arm) for label in options], ["budget", "metric"],
-                              runs={plan.arm: centre})
-        paired = paired[paired["metric"].isin(tracked)]
-        frames.append(paired.assign(axis=axis, option=[options[label].option for label in paired["arm"]],
-                                    label=paired["arm"]))
-    if not frames:
+    """Every option that ran against the centre at every budget on the tracked objectives, on the ablation's
+    seeds; one Holm family per budget and metric over every option of every question (the whole table)."""
+    options = {o.label: o for o in plan.options if o.status == RUNS} if plan is not None else {}
+    if not options:
         return pd.DataFrame(columns=KEYS)
-    table = pd.concat(frames, ignore_index=True)
+    tracked = [o.metric for o in tables.spec.tracked_objectives()]
+    centre = confirm_runs(tables, plan.arm)
+    centre = centre[centre["source_trial"] == plan.centre].assign(replicate=0)  # one configuration: its runs
+    table = paired_table(tables, [(label, plan.arm) for label in options], ["budget", "metric"],
+                         runs={plan.arm: centre}, seeds=list(ablate_seeds(tables.spec)))
+    table = table[table["metric"].isin(tracked)].reset_index(drop=True)
+    table = table.assign(axis=[options[label].axis for label in table["arm"]],
+                         option=[options[label].option for label in table["arm"]], label=table["arm"])
     return table[[*KEYS, *(c for c in table.columns if c not in KEYS)]]
 
 
@@ -63,10 +64,14 @@ def answers(tables: StudyTables, plan: AblationPlan | None, paired: pd.DataFrame
     run), its effect and interval, and the budgets where it is better or worse than the centre."""
     metric = tables.spec.selection.metric
     rows = []
+    by_label = {o.label: o for o in plan.options} if plan is not None else {}
     for o in plan.options if plan is not None else ():
         row = {"axis": o.axis, "option": o.option, "label": o.label, "status": o.status, "reason": o.reason,
                "metric": metric, "verdict": o.status, "differs_at": "",
                "answer": o.status + (f": {o.reason}" if o.reason else "")}
+        if o.same_as in by_label:  # another option runs this configuration (study.phases.ablate): answered there
+            first = by_label[o.same_as]
+            row["answer"] = f"same configuration as {first.axis} `{first.option}` (run once, answered there)"
         if o.status == RUNS:
             mine = paired[(paired["label"] == o.label) & (paired["metric"] == metric)] if not paired.empty else paired
             differs = mine[mine["verdict"].isin([BETTER, WORSE])] if not mine.empty else mine
@@ -76,10 +81,14 @@ def answers(tables: StudyTables, plan: AblationPlan | None, paired: pd.DataFrame
                 row.update(verdict=NOT_TESTED, answer=f"{NOT_TESTED} (no finished run at the whole run)")
             else:
                 best = final.iloc[0]
-                row.update({k: best[k] for k in ("verdict", "mean_diff", "ci_low", "ci_high", "p_holm", "n_pairs",
-                                                 "margin")})
+                row.update({k: best[k] for k in ("verdict", "mean_diff", "ci_low", "ci_high", "p_holm",
+                                                 "p_equivalent_holm", "detectably_different", "n_pairs",
+                                                 "n_feasible_pairs", "margin")})
                 row["answer"] = describe(best) + _caveat(tables, plan, o.label, paired, best.verdict)
             row["feasible_seeds"] = "{}/{}".format(*feasible_share(tables, o.label))
+            twins = [f"{t.axis} `{t.option}`" for t in plan.options if t.same_as == o.label]
+            if twins:  # the options that resolved to this configuration, named with it
+                row["answer"] += f" (one configuration with {', '.join(twins)})"
         rows.append(row)
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import ablation, audit, collapse, compare, conclusions, fairness, pbt, quality, questions, trajectory, tuning
+from . import ablation, audit, collapse, compare, conclusions, fairness, front, pbt, quality, questions, trajectory, tuning
 from .load import build_tables, save_tables
 from .plots import make_plots
 from .plots_compare import expected_best_plot, tradeoff_plot
 from .report import Findings, cost_table, write_report
+from . import utilisation
 
 
 def analyze(study_dir: str | Path) -> Path:
@@ -34,9 +35,12 @@ def analyze(study_dir: str | Path) -> Path:
     expected = tuning.expected_best(tables)
     compute, freedom = fairness.compute_table(tables), fairness.freedom_table(tables)
     audit_summary = audit.audit_summary(audited)
+    front_table = front.front_table(tables)
+    margins = front.front_margins(tables, front_table)
     findings = Findings(
         tables={
             "cost": cost_table(tables),
+            "concurrency": utilisation.concurrency_table(tables),
             "search": compare.search_table(tables),
             "confirm_summary": summary,
             "paired_vs_fixed": paired,
@@ -55,7 +59,9 @@ def analyze(study_dir: str | Path) -> Path:
             "pbt_lineage": lineage,
             "pruning_audit": audited,
             "audit_summary": audit_summary,
-            "conclusions": conclusions.conclusions_table(tables, paired, box, compute, freedom, audit_summary),
+            "conclusions": conclusions.conclusions_table(tables, paired, box, compute, freedom, audit_summary)
+            .merge(margins, on="arm", how="left"),
+            "front": front_table,
             "expected_best": expected,
             "replicate_spread": tuning.replicate_spread(tables),
             "compute": compute,
@@ -64,14 +70,15 @@ def analyze(study_dir: str | Path) -> Path:
         winner=winner,
         winner_sentence=sentence,
         notes={f"importances ({arm})": note for arm, note in notes.items()},
-        extra_conclusions=trajectory.level_lines(tables, levels) + ablation_lines,
+        extra_conclusions=front.front_lines(tables, front_table, margins) + compare.infeasible_pick_lines(tables)
+        + trajectory.level_lines(tables, levels) + ablation_lines,
         ablation_lines=ablation_lines,
         pbt_lines=pbt.pbt_section(tables, lineage),
         audit_lines=audit.audit_lines(tables, audited),
         fairness_lines=fairness.fairness_lines(tables, compute, freedom),
     )
     findings.plots = make_plots(tables, summary)
-    findings.plots["tradeoff"] = tradeoff_plot(tables, tables.study_dir / "plots" / "tradeoff.png")
+    findings.plots["tradeoff"] = tradeoff_plot(tables, tables.study_dir / "plots" / "tradeoff.png", front_table)
     if not expected.empty:
         findings.plots["expected_best"] = expected_best_plot(tables, expected, tables.study_dir / "plots" / "expected_best.png")
     return write_report(tables, findings)

@@ -5,12 +5,13 @@ arms. Each arm is represented on the confirmation seeds by its representing runs
 replicate's confirmed configuration on every seed). Every spec seed counts: a run that diverged, failed or is
 missing is an infeasible one, and an arm wins only when every run is feasible.
 
-Comparisons are paired by seed — each arm's value on a seed is its mean over its replicates — and made at every
-budget of the anytime comparison (``confirm.budgets``) on the compared metrics, on the area under the selection
-metric's curve (its mean over the epochs so far) and on the epochs to reach val exact match >= 0.99 on both VAEs
-(censored at the budget); the statistics and verdicts are ``analysis.stats``'. With several replicates a
-``better`` or ``worse`` verdict needs every replicate of the arm to differ from the reference in the same
-direction, and each comparison carries P(A beats B) with its interval. A family for Holm's correction is every
+Comparisons are made at every budget of the anytime comparison (``confirm.budgets``) on the compared metrics, on
+the area under the selection metric's curve (its mean over the epochs so far) and on the epochs to reach val
+exact match >= 0.99 on both VAEs (censored at the budget). Each is a comparison of whole pipelines
+(``analysis.pipeline``): runs paired by seed, nested in their search replicates, a run that missed the
+constraints ranked below every feasible one, the difference over the pairs in which both runs are feasible, a
+bootstrap over replicates then seeds, a t-test over the replicates, and P(A beats B); with one replicate, the
+seed-level paired t-test, flagged. The verdicts are ``analysis.stats``'; a family for Holm's correction is every
 arm against the reference on one metric at one budget.
 """
 
@@ -22,11 +23,15 @@ import numpy as np
 import pandas as pd
 
 from study.spec import Objective
+from study.spec.plan import CONFIRM, FRONT
+from study.spec.ranking import ranking_score
+from study.spec.reference import search_seed
 from study.spec.schema import DERIVED_METRICS
 
 from .load import StudyTables
-from .runs import feasible_share, winner_runs
-from .stats import BETTER, INCONCLUSIVE, WORSE, decide, p_better, paired_test, seeds_needed, t_interval
+from .pipeline import Grid, compare_grids
+from .runs import feasible_share, replicates, winner_runs
+from .stats import BETTER, INCONCLUSIVE, WORSE, decide, describe, t_interval
 
 MAIN_METRICS = [
     f"{name}_{vae}"
@@ -66,14 +71,48 @@ def _final(tables: StudyTables, column: str) -> pd.Series:
     return tables.trials.get(column, pd.Series(math.nan, index=tables.trials.index)).astype(float)
 
 
+def _rank(spec, row: pd.Series) -> float:
+    """The study's ranking score of a trial from its row (its final record's fields, its status)."""
+    record = {k[len("final_"):]: v for k, v in row.items() if isinstance(k, str) and k.startswith("final_")}
+    return ranking_score(spec, {**record, "status": row["status"]})
+
+
+def _order(pool: pd.DataFrame, index) -> int:
+    """Ties go to the earlier trial: search trials in name order, then front points (as the study ranks them)."""
+    return list(pool.index).index(index)
+
+
+def front_candidates(tables: StudyTables) -> pd.DataFrame:
+    """The front's runs on its arm's search seed that ran every epoch: candidates of that arm's pick."""
+    spec, trials = tables.spec, tables.trials
+    if spec.front is None or "phase" not in trials:
+        return trials.iloc[:0]
+    runs = trials[(trials["phase"] == FRONT) & (trials["status"] == "ok") & (trials["final_epoch"] >= spec.epochs)]
+    return runs[runs["seed"] == search_seed(spec, spec.front.arm)]
+
+
+def infeasible_pick_lines(tables: StudyTables) -> list[str]:
+    """One line per arm and replicate whose search found no feasible configuration (its confirmation runs'
+    ``source_feasible`` is false): it confirmed the trial nearest the constraints."""
+    trials = tables.trials
+    if "source_feasible" not in trials:
+        return []
+    runs = trials[(trials["phase"] == CONFIRM) & (trials["source_feasible"] == False)]  # noqa: E712 - NaN is not False
+    return [f"- `{arm}` replicate {int(rep)}: its search found no feasible configuration; it confirmed "
+            f"`{group['source_trial'].iloc[0]}`, the one nearest the constraints."
+            for (arm, rep), group in runs.groupby(["arm", "replicate"], sort=False)]
+
+
 def search_table(tables: StudyTables) -> pd.DataFrame:
     """Every search trial with its final objectives, feasibility, Pareto membership and the selected one.
 
     ``pareto``: on the front of the arm's usable trials; ``pareto_feasible``: on the front of its feasible
-    trials; ``selected``: the trial the spec's selection rule picks in each replicate, as the study does: the best
-    selection metric among feasible trials that ran every epoch, else (none feasible) among all that ran every
-    epoch;
-    ``sampling``: ``random`` (TPE's start-up) or ``model`` (TPE's model).
+    trials; ``selected``: the trial the spec's ranking rule picks in each replicate, as the study does
+    (``study.spec.ranking.ranking_score`` over the trials that ran every epoch: feasible first by the selection
+    metric, else the one nearest the constraints; the front's arm ranks its front runs on the search seed too, and
+    a replicate that a front point won selects no search trial);
+    ``sampling``: ``defaults`` (the arm's own defaults, the first trial of each replicate), ``random`` (TPE's
+    start-up) or ``model`` (TPE's model).
     """
     spec, trials = tables.spec, tables.trials
     objectives = spec.tracked_objectives()
@@ -90,16 +129,15 @@ def search_table(tables: StudyTables) -> pd.DataFrame:
         search.loc[usable.index, "pareto"] = pareto_mask(usable, spec.objectives)
         feasible = group[group["feasible"]]
         search.loc[feasible.index, "pareto_feasible"] = pareto_mask(feasible, spec.objectives)
-    for _, group in search.groupby(["arm", "replicate"], sort=False):
-        usable = group[group["usable"]]
-        column = f"final_{spec.selection.metric}"
-        full = usable[usable["final_epoch"] >= spec.epochs]
-        pool = full[full["feasible"]] if full["feasible"].any() else full
-        ranked = pool.dropna(subset=[column]).sort_values(
-            [column, "trial_id"], ascending=[spec.selection.mode == "min", True], kind="stable"
-        )
-        if not ranked.empty:
-            search.loc[ranked.index[0], "selected"] = True
+    grid = front_candidates(tables)
+    for (arm, _), group in search.groupby(["arm", "replicate"], sort=False):
+        full = group[group["usable"] & (group["final_epoch"] >= spec.epochs) & (group["status"] == "ok")]
+        pool = pd.concat([full, grid[grid["arm"] == arm]]) if not grid.empty else full
+        if pool.empty:
+            continue
+        best = max(pool.index, key=lambda i: (_rank(spec, pool.loc[i]), -_order(pool, i)))
+        if best in full.index:  # else a front point won the replicate (front.csv's ``picked_in``)
+            search.loc[best, "selected"] = True
     keep = ["arm", "replicate", "trial_id", "status", "reason", "sampling", "params",
             *(f"final_{o.metric}" for o in objectives)]
     return search[[*keep, "feasible", "pareto", "pareto_feasible", "selected"]].reset_index(drop=True)
@@ -164,65 +202,94 @@ def margin(tables: StudyTables, metric: str) -> float | None:
     return margins.get(metric, margins.get(metric.removeprefix("auc_")))
 
 
-def _by_seed(values: pd.DataFrame, metric: str) -> dict[int, list[float]]:
-    """seed -> the metric's values of every replicate on it."""
-    column = values[metric].dropna()
-    return {int(seed): group.tolist() for seed, group in column.groupby(level="seed")}
+def _grid(values: pd.DataFrame, runs: pd.DataFrame, replicates: list[int], seeds: list[int], metric: str) -> Grid:
+    """A label's runs on the comparison's replicates x seeds: the metric at the budget and the run's feasibility
+    (the trial's ``feasible`` flag, as ``analysis.load`` judged it at the end of the run; a run that is missing or
+    did not finish the budget's epoch is not feasible)."""
+    ok_flags = runs["feasible"].fillna(False).astype(bool) if len(runs) else []
+    feasible = {(int(r), int(s)) for r, s, ok in zip(runs["replicate"], runs["seed"], ok_flags) if ok}
+    measured = dict(zip(values.index, values[metric])) if metric in values else {}
+    shape = (len(replicates), len(seeds))
+    grid, ok = np.full(shape, math.nan), np.zeros(shape, dtype=bool)
+    for i, replicate in enumerate(replicates):
+        for k, seed in enumerate(seeds):
+            if (replicate, seed) in measured:  # finished the budget's epoch
+                grid[i, k] = float(measured[(replicate, seed)])
+                ok[i, k] = (replicate, seed) in feasible
+    return Grid(grid, ok)
 
 
-def _compare(mine: pd.DataFrame, theirs: pd.DataFrame, o: Objective, margin_: float | None) -> dict:
-    """One paired comparison: the per-seed means over replicates tested (``analysis.stats.paired_test``), the
-    seeds the margin needs, P(A beats B), and whether every replicate of the arm differs in one direction."""
-    a, b = _by_seed(mine, o.metric), _by_seed(theirs, o.metric)
-    seeds = sorted(set(a) & set(b))
-    a_mean = np.array([np.mean(a[s]) for s in seeds])
-    b_mean = np.array([np.mean(b[s]) for s in seeds])
-    row = paired_test(a_mean, b_mean, margin_)
-    spread = float(np.std(a_mean - b_mean, ddof=1)) if len(seeds) > 1 else math.nan
-    per_replicate = []
-    for replicate in sorted({r for r, _ in mine.index}):
-        diffs = [mine.loc[(replicate, s), o.metric] - np.mean(b[s]) for s in seeds if (replicate, s) in mine.index]
-        diffs = [d for d in diffs if d == d]
-        if diffs:
-            per_replicate.append(float(np.mean(diffs)))
-    signs = {np.sign(d) for d in per_replicate}
-    return {**row, "seeds_for_margin": seeds_needed(spread, margin_), "replicates": len(per_replicate),
-            "replicates_agree": len(signs) == 1 and 0 not in signs, **p_better(a, b, o.mode)}
+def _replicates(runs: pd.DataFrame, expected: int | None) -> list[int]:
+    """The replicates a label stands on: those its runs have, and as many more as it should have (``expected``;
+    a replicate without a run is a replicate of missing, so infeasible, runs)."""
+    present = sorted({int(r) for r in runs["replicate"]})
+    missing = [r for r in range(expected or 0) if r not in present]
+    return present + missing[:max(0, (expected or 0) - len(present))]
 
 
-PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "mode", "margin", "n_pairs", "mean_diff", "ci_low",
-                  "ci_high", "p_value", "p_equivalent", "detectable", "seeds_for_margin", "replicates",
-                  "replicates_agree", "p_better", "p_better_low", "p_better_high", "censored_arm",
-                  "censored_reference"]
+def _matched(runs: dict[str, pd.DataFrame], arm: str, reference: str) -> bool:
+    """Whether one label's runs were made from the other's (a distilled baseline or an ablation option: its
+    replicate i from replicate i's runs), so that replicates pair one to one."""
+    def made_from(label: str, parent: str) -> bool:
+        frame = runs[label]
+        return "source_arm" in frame and bool((frame["source_arm"] == parent).any())
+    return made_from(arm, reference) or made_from(reference, arm)
+
+
+def _compare(mine: Grid, theirs: Grid, o: Objective, margin_: float | None, matched: bool) -> dict:
+    """One comparison (``analysis.pipeline.compare_grids``) with its feasibility and P(A beats B)."""
+    if matched and mine.values.shape != theirs.values.shape:
+        matched = False  # a replicate missing on one side: the pairs of replicates are not one to one
+    return {**compare_grids(mine, theirs, o.mode, margin_, matched), "replicate_pairs": MATCHED if matched else CROSSED}
+
+
+PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "mode", "margin", "level", "n_pairs",
+                  "n_feasible_pairs", "replicates_arm", "replicates_reference", "replicate_pairs", "mean_diff", "ci_low",
+                  "ci_high", "p_value", "p_equivalent", "detectable", "feasible_arm", "runs_arm",
+                  "feasible_reference", "runs_reference", "seed_mean_diff", "seed_ci_low", "seed_ci_high",
+                  "seed_p_value", "seed_p_equivalent", "seed_detectable", "seeds_for_margin", "replicates_for_margin",
+                  "p_better", "p_better_low", "p_better_high", "censored_arm", "censored_reference"]
+MATCHED, CROSSED = "matched", "crossed"
 
 
 def paired_table(tables: StudyTables, pairs: list[tuple[str, str]], family: list[str],
-                 runs: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Each (arm, reference) pair compared at every budget on every anytime metric, paired by seed, with Holm's
-    correction within each group of the ``family`` columns and a verdict (``analysis.stats``); a ``better`` or
-    ``worse`` whose replicates disagree in sign is ``inconclusive``. ``runs``: the runs that stand for a label
-    (default: its representing runs, ``analysis.runs.winner_runs``)."""
+                 runs: dict[str, pd.DataFrame] | None = None, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Each (arm, reference) pair compared at every budget on every anytime metric, paired by seed, at the level
+    of the pipeline (``analysis.pipeline``), with Holm's correction within each group of the ``family`` columns
+    and a verdict (``analysis.stats``). Feasible first: an arm feasible on a smaller share of its runs than the
+    reference is never ``better`` (``feasibility_capped``: it was ahead, and is ``inconclusive``). ``runs``: the
+    runs that stand for a label (default: its representing runs, ``analysis.runs.winner_runs``, with the spec's
+    search replicates); ``seeds``: the seeds every label runs on (default: the confirmation seeds)."""
     labels = {a for pair in pairs for a in pair}
-    runs = {label: (runs or {}).get(label, None) for label in labels}
-    runs = {label: frame if frame is not None else winner_runs(tables, label) for label, frame in runs.items()}
+    given = runs or {}
+    runs = {label: given[label] if label in given else winner_runs(tables, label) for label in labels}
+    stand = {label: _replicates(runs[label], None if label in given else replicates(tables, label)) for label in labels}
+    seeds = list(seeds if seeds is not None else tables.spec.confirm.seeds)
     rows = []
     for fraction, epoch in tables.spec.confirm.budget_epochs(tables.spec.epochs):
         values = {label: run_values(tables, runs[label], epoch) for label in labels}
         for arm, reference in pairs:
             mine, theirs = values[arm], values[reference]
+            matched = _matched(runs, arm, reference)
             for o in anytime_metrics(tables):
                 if o.metric not in mine or o.metric not in theirs:
                     continue
                 censored = (int(mine["censored"].sum()), int(theirs["censored"].sum())) \
                     if o.metric == EPOCHS_TO_EXACT else (0, 0)
+                grids = (_grid(mine, runs[arm], stand[arm], seeds, o.metric),
+                         _grid(theirs, runs[reference], stand[reference], seeds, o.metric))
                 rows.append({"arm": arm, "reference": reference, "budget": fraction, "epoch": epoch,
                              "metric": o.metric, "mode": o.mode, "margin": margin(tables, o.metric),
-                             **_compare(mine, theirs, o, margin(tables, o.metric)),
+                             **_compare(*grids, o, margin(tables, o.metric), matched),
                              "censored_arm": censored[0], "censored_reference": censored[1]})
     decided = decide(pd.DataFrame(rows, columns=PAIRED_COLUMNS), family)
+    decided["feasibility_capped"] = False
     if not decided.empty:
-        split = decided["verdict"].isin([BETTER, WORSE]) & ~decided["replicates_agree"].astype(bool)
-        decided.loc[split, "verdict"] = INCONCLUSIVE
+        share = decided["feasible_arm"] / decided["runs_arm"].clip(lower=1)
+        less = share < decided["feasible_reference"] / decided["runs_reference"].clip(lower=1)
+        capped = (decided["verdict"] == BETTER) & less
+        decided.loc[capped, "verdict"] = INCONCLUSIVE
+        decided.loc[capped, "feasibility_capped"] = True
     return decided
 
 
@@ -249,27 +316,32 @@ def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     sentence; ``(None, sentence)`` when there is none.
 
     The ranking rule decides, as at every stage of the study: a contender must be ``better`` on the selection
-    metric (Holm-corrected paired t-test, every replicate agreeing) and feasible on every run (a better selection
-    metric bought by giving up reconstruction is not an answer, and a diverged seed is an infeasible one). The
-    other objectives do not decide; where the winner is worse on one, the sentence names the trade-off."""
+    metric (the verdict of ``paired_table``: at the level of the pipeline where the arms have search replicates,
+    feasible first, Holm-corrected) and feasible on every run (a better selection metric bought by giving up
+    reconstruction is not an answer, and a diverged seed is an infeasible one). An arm ahead on the metric but
+    infeasible on some run is named as such. The other objectives do not decide; where the winner is worse on
+    one, the sentence names the trade-off."""
     selection = tables.spec.selection
     fixed = tables.fixed_arm()
     if fixed is None:
-        return None, "No fixed-λ arm in this study: no winner against fixed λ can be named."
+        return None, "No reference arm in this study (no fixed-λ arm, no reference): no winner can be named."
     final = full_budget(paired)
     rows = final[final["metric"] == selection.metric] if not final.empty else final
-    better = rows[rows["verdict"] == BETTER] if not rows.empty else rows
-    excluded = []
-    for arm in list(better["arm"]) if not better.empty else []:
-        feasible, expected = feasible_share(tables, arm)
-        if feasible < expected:
-            excluded.append(f"`{arm}` (feasible on {feasible}/{expected} runs)")
-            better = better[better["arm"] != arm]
-    test = "paired t-tests over the confirmation seeds, Holm-corrected across arms"
-    note = (f" Better on {selection.metric} but not a winner: " + ", ".join(excluded) + ".") if excluded else ""
+    excluded, eligible = [], []
+    for r in rows.itertuples() if not rows.empty else []:
+        feasible, expected = feasible_share(tables, r.arm)
+        if feasible == expected:
+            eligible.append(r.arm)
+        elif r.mean_diff * -selection.sign() > 0:  # ahead on the metric, yet some run missed the constraints
+            excluded.append(f"`{r.arm}` (feasible on {feasible}/{expected} runs)")
+    better = rows[(rows["verdict"] == BETTER) & rows["arm"].isin(eligible)] if not rows.empty else rows
+    test = ("Holm-corrected across arms; at the level of the pipeline: bootstrap over search replicates then seeds, "
+            "t-test over replicates")
+    note = (f" Ahead on {selection.metric} but infeasible on some run, so never a winner: " + ", ".join(excluded)
+            + ".") if excluded else ""
     fixed_share = "{}/{}".format(*feasible_share(tables, fixed))
     if better.empty:
-        return None, (f"No winner: no arm that is feasible on every run beats the fixed-λ arm `{fixed}` on "
+        return None, (f"No winner: no arm that is feasible on every run beats the {tables.reference_text()} on "
                       f"{selection.metric} ({selection.mode}) ({test}).{note}")
     best = better.loc[(better["mean_diff"] * -selection.sign()).idxmax()]
     worse = final[(final["arm"] == best["arm"]) & (final["verdict"] == WORSE)
@@ -277,8 +349,7 @@ def winner(tables: StudyTables, paired: pd.DataFrame) -> tuple[str | None, str]:
     trade = (" Its trade-off: worse on " + ", ".join(f"{r.metric} ({r.mean_diff:+.4g})" for r in worse.itertuples())
              + ".") if not worse.empty else ""
     return str(best["arm"]), (
-        f"Winner: `{best['arm']}` beats the fixed-λ arm `{fixed}` on {selection.metric} by "
-        f"{best['mean_diff']:+.4g} (95% CI {best['ci_low']:+.4g} to {best['ci_high']:+.4g}, "
-        f"Holm p = {best['p_holm']:.3g}, n = {best['n_pairs']}; {test}); feasible runs "
+        f"Winner: `{best['arm']}` beats the {tables.reference_text()} on {selection.metric} by "
+        f"{describe(next(better.loc[[best.name]].itertuples()))} ({test}); feasible runs "
         "{}/{}".format(*feasible_share(tables, best["arm"])) + f" vs {fixed_share}.{trade}{note}"
     )

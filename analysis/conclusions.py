@@ -1,8 +1,11 @@
 """The report's answer at a glance: one row per arm against the fixed-λ reference, before any prose.
 
-Per arm: its confirmation runs that met the constraints; the difference on the selection metric with its 95%
-interval, verdict, P(arm beats reference) and the seeds the spec's margin would need; the difference and verdict
-on every other objective; the KL each VAE's codes use (the rate, which is most of the negative ELBO of a run that
+Per arm: its confirmation runs that met the constraints; the difference on the selection metric over the pairs of
+runs that both met them (``n_feasible_pairs``), with the 95% interval its verdict rests on (``level``: ``pipeline``,
+a bootstrap over search replicates then seeds; ``seed``, a t-interval over seeds when an arm has one replicate, the
+search's own variance unmeasured), the verdict, P(arm beats reference) over whole pipelines (feasible first; NaN,
+printed "too few runs", with fewer than three runs an arm) and the seeds and replicates the spec's margin would
+need; the difference and verdict on every other objective; the KL each VAE's codes use (the rate, which is most of the negative ELBO of a run that
 reconstructs); and the fairness notes: weights outside the reference's box, search compute against the Optuna
 arms' mean, keys this arm holds constant while another searches them, and what the pruning audit found.
 
@@ -25,6 +28,13 @@ from .runs import feasible_share, winner_runs
 from .trajectory import outside_box
 
 KL_COLUMNS = ("kl_A", "kl_B")
+# An arm whose search (the front included, for the reference) cost more than this many times the reference's
+# trial-epochs is flagged: its margin may be bought with compute.
+MORE_COMPUTE = 1.25
+# What the verdict on the selection metric rests on (``analysis.compare.paired_table``), beside diff and interval.
+VERDICT_COLUMNS = ("level", "n_feasible_pairs", "replicates_arm", "feasibility_capped", "p_better", "p_better_low",
+                   "p_better_high", "seeds_for_margin", "replicates_for_margin")
+BASIS = {"pipeline": "replicates × seeds bootstrap", "seed": "seeds t, search variance unmeasured"}
 
 
 def final_mean(runs: pd.DataFrame, field: str) -> float:
@@ -58,6 +68,8 @@ def conclusions_table(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFra
     selection = spec.selection.metric
     others = [o.metric for o in spec.objectives if o.metric != selection]
     ratio = dict(zip(compute["arm"], compute["vs_optuna_mean"])) if not compute.empty else {}
+    to_reference = dict(zip(compute["arm"], compute["vs_reference"])) \
+        if not compute.empty and "vs_reference" in compute else {}
     rows = []
     for arm in main_arms(tables):
         runs = winner_runs(tables, arm)
@@ -72,11 +84,12 @@ def conclusions_table(tables: StudyTables, paired: pd.DataFrame, box: pd.DataFra
                 row.update({k: values.get(k, math.nan) for k in ("ci_low", "ci_high", "p_holm")})
             row[f"{prefix}verdict"] = values.get("verdict", "reference" if arm == reference else "not compared")
             if not prefix:
-                row.update({k: values.get(k, math.nan) for k in ("p_better", "p_better_low", "p_better_high",
-                                                                  "replicates_agree", "seeds_for_margin")})
+                row.update({k: values.get(k, math.nan) for k in VERDICT_COLUMNS})
         row.update({field: final_mean(runs, field) for field in KL_COLUMNS})
         outside = outside_box(tables, box, arm) if arm != reference and not box.empty else []
+        more = to_reference.get(arm, math.nan)
         row.update(box="; ".join(outside) or "inside", compute_vs_optuna=ratio.get(arm, math.nan),
+                   compute_vs_reference=more, more_compute=bool(more > MORE_COMPUTE),
                    held_constant=_held(freedom, arm), pruning_audit=_audit(audit, arm))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -88,6 +101,52 @@ def _num(value, digits: int = 3, signed: bool = False) -> str:
     return f"{value:+.{digits}g}" if signed else f"{value:.{digits}g}"
 
 
+def _true(value) -> bool:
+    """A flag read back from a table (NaN where the arm was not compared)."""
+    return value is not None and value == value and bool(value)
+
+
+def _count(value) -> str:
+    return "–" if value is None or value != value else str(int(value))
+
+
+def _difference(row) -> str:
+    """The difference on the selection metric, the interval its verdict rests on (labelled) and the verdict."""
+    if row["verdict"] in ("reference", "not compared"):
+        return str(row["verdict"])
+    capped = " (ahead, but feasible on fewer runs than the reference)" if _true(row["feasibility_capped"]) else ""
+    return (f"{_num(row['diff'], 3, True)} [{_num(row['ci_low'], 3, True)}, {_num(row['ci_high'], 3, True)}] "
+            f"({BASIS.get(row['level'], 'no test')}; {_count(row['n_feasible_pairs'])} feasible pairs) "
+            f"**{row['verdict']}**{capped}")
+
+
+def _p_better(row) -> str:
+    """P(arm beats reference) with its interval; "too few runs" where an arm has fewer than three."""
+    if row["verdict"] in ("reference", "not compared"):
+        return "–"
+    if row["p_better"] != row["p_better"]:
+        return "too few runs"
+    text = f"{_num(row['p_better'], 2)} [{_num(row['p_better_low'], 2)}, {_num(row['p_better_high'], 2)}]"
+    return text + (" (seeds only)" if row["level"] == "seed" else "")
+
+
+def _front(row) -> str:
+    """Beyond, on or behind the fixed-λ front, with the margin at equal or lower rate; or why not placed."""
+    if not row["front_position"] or row["front_position"] != row["front_position"]:
+        reason = row["front_reason"]
+        return f"not placed ({reason})" if reason == reason and reason else "–"
+    return (f"**{row['front_position']}** {_num(row['margin_over_front'], 3, True)} "
+            f"[{_num(row['front_ci_low'], 3, True)}, {_num(row['front_ci_high'], 3, True)}] "
+            f"(rate {_num(row['arm_rate'], 4)} vs point {int(row['front_point'])} at {_num(row['front_point_rate'], 4)})")
+
+
+def _compute(row) -> str:
+    """The arm's search compute against the reference's (search and front), flagged above ``MORE_COMPUTE``."""
+    more = row.get("compute_vs_reference", math.nan)
+    text = f"compute {_num(more, 2)}x the reference's"
+    return text + f" (**more than {MORE_COMPUTE}x**)" if _true(row.get("more_compute")) else text
+
+
 def conclusions_cells(tables: StudyTables, table: pd.DataFrame) -> pd.DataFrame:
     """The table as the report prints it: one text cell per question."""
     if table.empty:
@@ -96,17 +155,16 @@ def conclusions_cells(tables: StudyTables, table: pd.DataFrame) -> pd.DataFrame:
     others = [o.metric for o in tables.spec.objectives if o.metric != selection]
     cells = pd.DataFrame({"arm": table["arm"], "feasible": table["feasible_runs"].astype(str) + "/" + table["runs"].astype(str)})
     cells[f"mean {selection}"] = table[f"mean_{selection}"].map(lambda v: _num(v, 4))
-    cells[f"Δ {selection} [95% CI]"] = [
-        "reference" if r["verdict"] == "reference" else
-        f"{_num(r['diff'], 3, True)} [{_num(r['ci_low'], 3, True)}, {_num(r['ci_high'], 3, True)}] **{r['verdict']}**"
-        for _, r in table.iterrows()]
-    cells["P(beats ref)"] = [f"{_num(r['p_better'], 2)} [{_num(r['p_better_low'], 2)}, {_num(r['p_better_high'], 2)}]"
-                             if r["p_better"] == r["p_better"] else "–" for _, r in table.iterrows()]
-    cells["seeds for margin"] = table["seeds_for_margin"].map(lambda v: _num(v, 3))
+    if "front_position" in table:
+        cells["vs fixed-λ front (margin at equal or lower rate [95% CI])"] = [_front(r) for _, r in table.iterrows()]
+    cells[f"Δ {selection} [95% CI, what the verdict rests on]"] = [_difference(r) for _, r in table.iterrows()]
+    cells["P(beats ref)"] = [_p_better(r) for _, r in table.iterrows()]
+    cells["margin needs"] = [f"{_num(r['seeds_for_margin'], 3)} seeds; {_num(r['replicates_for_margin'], 3)} replicates"
+                             for _, r in table.iterrows()]
     for metric in others:
         cells[f"Δ {metric}"] = [f"{_num(r[f'{metric}_diff'], 3, True)} {r[f'{metric}_verdict']}"
                                 if r[f"{metric}_verdict"] != "reference" else "reference" for _, r in table.iterrows()]
     cells["KL A / B (nats)"] = [f"{_num(a, 3)} / {_num(b, 3)}" for a, b in zip(table["kl_A"], table["kl_B"])]
-    cells["fairness"] = [f"box: {r['box']}; compute {_num(r['compute_vs_optuna'], 2)}x; held: {r['held_constant']}; "
+    cells["fairness"] = [f"box: {r['box']}; {_compute(r)}; held: {r['held_constant']}; "
                          f"audit: {r['pruning_audit']}" for _, r in table.iterrows()]
     return cells

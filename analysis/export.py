@@ -2,8 +2,9 @@
 config with its provenance, so that ``diffctl train --config best.yaml`` and ``diffctl reproduce best.yaml`` run it.
 
 Which arm: without ``--arm``, the arm the analysis names the winner (``analysis.compare.winner``: better than
-fixed lambda and feasible on every confirmation seed); when there is none, the fixed-lambda reference arm, and
-the command says so. ``--arm`` is honoured, with a warning when that arm missed the constraints on some seed.
+the reference arm and feasible on every confirmation seed); when there is none, the reference arm (the spec's
+``reference``, else the fixed-lambda arm), and the command says so. ``--arm`` is honoured, with a warning when that
+arm missed the constraints on some seed.
 Which run: the arm's confirmed configuration (``analysis.runs.confirmation_winner`` over every search replicate:
 most feasible seeds first); of its finished runs, the one with the earliest spec confirmation seed (a fixed rule,
 not the luckiest seed). The provenance states the configuration's mean over its confirmation runs first, then
@@ -48,14 +49,15 @@ def package_versions() -> dict[str, str | None]:
 
 
 def best_arm(tables: StudyTables) -> tuple[str, str]:
-    """(arm, why): the analysis's winner, else the fixed-lambda reference arm."""
+    """(arm, why): the analysis's winner, else the reference arm (the fixed-lambda arm unless the spec names
+    another)."""
     name, sentence = winner(tables, paired_vs_fixed(tables))
     if name is not None:
         return name, "the winner of the analysis"
-    reference = tables.fixed_arm()
+    reference = tables.reference_arm()
     if reference is None:
-        raise InputError(f"{tables.study_dir}: no winner and no fixed-λ reference arm; choose one with --arm")
-    return reference, f"the fixed-λ reference arm ({sentence.split(':', 1)[0]})"
+        raise InputError(f"{tables.study_dir}: no winner and no reference arm; choose one with --arm")
+    return reference, f"the {tables.reference_text()} ({sentence.split(':', 1)[0]})"
 
 
 def configuration_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
@@ -94,8 +96,8 @@ def provenance(
             "metric": selection.metric,
             "mode": selection.mode,
             "constraints": list(tables.spec.constraints),
-            "rule": "the analysis's winner (better than fixed lambda, feasible on every confirmation seed), else "
-            "the fixed-lambda reference arm, or the arm named with --arm; its confirmed configuration (most "
+            "rule": "the analysis's winner (better than the reference arm, feasible on every confirmation seed), "
+            "else the reference arm, or the arm named with --arm; its confirmed configuration (most "
             "feasible confirmation seeds, then fewest failed, then best mean); its finished run with the earliest "
             "confirmation seed",
             "chosen": why,

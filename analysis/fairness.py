@@ -1,12 +1,16 @@
-"""Is the comparison fair? Equal compute and equal freedom, read from the spec and the tables.
+"""Is the comparison fair? Equal compute and equal freedom, read from the spec and the tables, against the
+reference arm every other arm is compared with (``StudyTables.reference_arm``: the spec's ``reference``, else the
+first fixed-λ arm).
 
 **Compute.** The cost table (``analysis.report.cost_table``) gives trial-epochs and CPU-seconds per arm and phase.
 A PBT arm's population trains population x epochs trial-epochs whatever happens; an Optuna arm's search with early
-stopping consumes fewer than budget x epochs. :func:`compute_table` sets each arm's search trial-epochs against
-the mean of the Optuna arms' and states the ratio.
+stopping consumes fewer than budget x epochs; the fixed-λ front counts as its arm's search (its tuning compute).
+:func:`compute_table` sets each arm's search trial-epochs against
+the reference's and against the mean of the Optuna arms', and states the ratios.
 
 **Freedom.** A key that one arm searches and another arm that has it holds constant (the learning rate, say) is a
-handicap, not a comparison: :func:`freedom_table` names each, with the constant it was held at.
+handicap, not a comparison: :func:`freedom_table` names each, with the constant it was held at, and whether the
+reference is the arm that searches it or the one that holds it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import pandas as pd
 
 from diffctl.config import config_from_dict
 from study.spec import trial_config
-from study.spec.plan import SEARCH
+from study.spec.plan import FRONT, SEARCH
 
 from .load import StudyTables, flatten
 
@@ -28,9 +32,10 @@ def searched_keys(tables: StudyTables, arm: str) -> set[str]:
 
 def compute_table(tables: StudyTables) -> pd.DataFrame:
     """Per spec arm: its search's trial-epochs and CPU-seconds (every replicate), and the ratio of its trial-epochs
-    to the mean of the Optuna arms'."""
+    to the reference arm's (``vs_reference``, the reference named in ``reference``) and to the mean of the Optuna
+    arms' (``vs_optuna_mean``)."""
     trials = tables.trials
-    search = trials[trials["phase"] == SEARCH]
+    search = trials[trials["phase"].isin((SEARCH, FRONT))]  # the front is its arm's tuning compute
     rows = []
     for arm, arm_spec in tables.spec.arms.items():
         mine = search[search["arm"] == arm]
@@ -41,12 +46,18 @@ def compute_table(tables: StudyTables) -> pd.DataFrame:
     optuna = table.loc[table["search"] == "optuna", "trial_epochs"]
     reference = float(optuna.mean()) if len(optuna) else float("nan")
     table["vs_optuna_mean"] = table["trial_epochs"] / reference if reference else float("nan")
+    arm = tables.reference_arm()
+    own = table.loc[table["arm"] == arm, "trial_epochs"]
+    table.insert(1, "reference", arm)
+    table["vs_reference"] = table["trial_epochs"] / float(own.iloc[0]) if len(own) and own.iloc[0] else float("nan")
     return table
 
 
 def freedom_table(tables: StudyTables) -> pd.DataFrame:
     """One row per key that some arm searches and another arm that has the key holds constant: the key, the arms
-    that search it, and each arm that holds it with its value."""
+    that search it, each arm that holds it with its value, the reference arm and its part (``searches``: the
+    reference searches the key another arm holds; ``holds``: the reference is the arm that holds it; else
+    empty)."""
     spec = tables.spec
     keys = {}
     for arm in spec.arms:
@@ -55,17 +66,31 @@ def freedom_table(tables: StudyTables) -> pd.DataFrame:
         except Exception:  # noqa: BLE001 - a config the saved spec cannot build any more names nothing here
             keys[arm] = {}
     rows = []
+    reference = tables.reference_arm()
     for key in sorted({k for arm in spec.arms for k in searched_keys(tables, arm)}):
         searching = [arm for arm in spec.arms if key in searched_keys(tables, arm)]
         holding = [arm for arm in spec.arms if arm not in searching and key in keys[arm]]
         for arm in holding:
-            rows.append({"key": key, "searched_in": ", ".join(searching), "held_in": arm, "value": keys[arm][key]})
-    return pd.DataFrame(rows, columns=["key", "searched_in", "held_in", "value"])
+            part = "holds" if arm == reference else "searches" if reference in searching else ""
+            rows.append({"key": key, "searched_in": ", ".join(searching), "held_in": arm, "value": keys[arm][key],
+                         "reference": reference, "reference_part": part})
+    return pd.DataFrame(rows, columns=["key", "searched_in", "held_in", "value", "reference", "reference_part"])
+
+
+def _named(arm: str, reference: str | None) -> str:
+    return f"`{arm}` (the reference)" if arm == reference else f"`{arm}`"
 
 
 def fairness_lines(tables: StudyTables, compute: pd.DataFrame, freedom: pd.DataFrame) -> str:
-    """The report's fairness notes on compute and freedom."""
-    lines = []
+    """The report's fairness notes on compute and freedom, against the reference arm."""
+    reference = tables.reference_arm()
+    lines = [f"- Reference: every verdict, box, compute ratio and freedom note is against the "
+             f"{tables.reference_text()}" + (" (named by the spec's `reference`)." if tables.spec.reference else ".")]
+    own = compute[compute["arm"] == reference]
+    if len(own) and len(compute) > 1:
+        ratios = ", ".join(f"`{r.arm}` {r.vs_reference:.2f}x" for r in compute.itertuples() if r.arm != reference)
+        lines.append(f"- Compute against the reference: `{reference}` trained {int(own['trial_epochs'].iloc[0])} "
+                     f"search trial-epochs; the other arms' searches, as a multiple of that: {ratios}.")
     for r in compute.itertuples():
         if r.search == "pbt":
             lines.append(f"- Compute: `{r.arm}` (PBT) trained {r.trial_epochs} trial-epochs in its search, "
@@ -77,9 +102,9 @@ def fairness_lines(tables: StudyTables, compute: pd.DataFrame, freedom: pd.DataF
         lines.append(f"- Compute: the Optuna arms' searches trained {low.trial_epochs} (`{low.arm}`) to "
                      f"{high.trial_epochs} (`{high.arm}`) trial-epochs.")
     for key, group in freedom.groupby("key", sort=False):
-        held = ", ".join(f"`{r.held_in}` ({r.value})" for r in group.itertuples())
-        lines.append(f"- Freedom: `{key}` is searched in {', '.join(f'`{a}`' for a in group['searched_in'].iloc[0].split(', '))} "
-                     f"but held constant in {held}.")
+        held = ", ".join(f"{_named(r.held_in, reference)} ({r.value})" for r in group.itertuples())
+        searching = ", ".join(_named(a, reference) for a in group["searched_in"].iloc[0].split(", "))
+        lines.append(f"- Freedom: `{key}` is searched in {searching} but held constant in {held}.")
     if freedom.empty:
         lines.append("- Freedom: no key is searched in one arm and held constant in another arm that has it.")
     return "\n".join(lines) + "\n"

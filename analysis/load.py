@@ -3,7 +3,12 @@
 ``trials``: one row per trial of every phase (``search``, ``confirm``, ``distill``, ``ablate``; the phase
 column says which): arm, phase, trial id, seed, status, wall time, every config key flattened into a dotted column (``optim.lr``, ``arm.kind``), ``final_<field>`` for every numeric
 field of the last finished epoch, ``best_<metric>`` over epochs for each objective, and the flags
-``diverged`` / ``errored`` / ``restarted`` / ``usable`` / ``feasible``. ``epochs``: one row per trial-epoch with
+``diverged`` / ``errored`` / ``restarted`` / ``usable`` / ``feasible``. ``feasible`` is judged on the split
+``feasible_split`` names: ``test`` for a confirmation, distilled or ablation run that evaluated the test split
+(``eval.test_split``: each constraint on a ``val_`` field, or ``kl``, read on its test counterpart,
+``val_exact_match_A >= 0.9`` as ``test_exact_match_A >= 0.9``; one on a field without one, such as
+``recon_coverage_A`` over all operations, as written), else ``val``; ``feasible_val`` is judged on val for every
+trial (what the study's own decisions saw; the analysis's picks rank on it). ``epochs``: one row per trial-epoch with
 every record field. ``trial.json`` is read with the study's own model of it (``study.trialdir.TrialInfo``), the
 spec with the study's own reader (``study.spec``). Diverged, errored and unfinished trials are kept and flagged, never dropped.
 
@@ -26,10 +31,11 @@ import pandas as pd
 
 from diffctl.config import config_from_dict, read_yaml_file
 from diffctl.errors import InputError
+from diffctl.metrics import counterpart_on_test
 from diffctl.files import atomic_write_bytes
 from study.spec import SPEC_FILE, StudySpec, saved_spec
 from study.spec.configs import arm_kind
-from study.spec.plan import PHASES, pbt_arms
+from study.spec.plan import ABLATE, CONFIRM, DISTILL, PHASES, pbt_arms
 from study.status import is_published
 from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, TrialInfo, parse_info, read_info, read_metrics
 
@@ -39,6 +45,9 @@ TRIALS_FILE, EPOCHS_FILE = "trials.parquet", "epochs.parquet"
 # The record fields that hold text (diffctl.train); every other field is a number, or null where it was not finite.
 TEXT_FIELDS = ("status", "reason")
 INT64 = 2**63  # Parquet stores integers in 64 bits
+# The phases whose runs are judged feasible on the test split (when they evaluated it): the confirmed runs and
+# those made from them, which the Conclusions report. The rest stand for search decisions and keep val.
+TEST_JUDGED_PHASES = (CONFIRM, DISTILL, ABLATE)
 
 
 @dataclass
@@ -55,16 +64,25 @@ class StudyTables:
         """Unpack as ``trials, epochs = load(study_dir)``."""
         return iter((self.trials, self.epochs))
 
-    def fixed_arm(self) -> str | None:
-        """The fixed-lambda reference arm: the first arm (spec order) whose config has ``arm.kind: fixed``, other than
-        a PBT arm (its members train the fixed arm; PBT moves their weights)."""
-        for arm in self.spec.arms:
-            if arm in self.pbt_arms():
-                continue
-            kinds = self.trials.loc[self.trials["arm"] == arm, "arm.kind"]
-            if (kinds == "fixed").any() or (kinds.empty and arm_kind(self.spec, arm) == "fixed"):
-                return arm
-        return None
+    def reference_arm(self) -> str | None:
+        """The arm every other arm is compared with, by the study's own rule (``StudySpec.reference_arm``): the
+        spec's ``reference``, else the first arm (spec order) not searched by PBT whose config trains ``arm.kind:
+        fixed``; None for a study saved without either."""
+        reference = self.spec.reference_arm()
+        return reference if reference in self.spec.arms else None
+
+    fixed_arm = reference_arm  # its name while the reference could only be the fixed-λ arm
+
+    def reference_text(self) -> str:
+        """The reference as the report names it: ``fixed-λ reference arm `fixed``` when it trains fixed λ (and is
+        no PBT arm), else ``reference arm `ctl` (controller)``; "no reference arm" without one."""
+        reference = self.reference_arm()
+        if reference is None:
+            return "no reference arm"
+        if reference in self.pbt_arms():
+            return f"reference arm `{reference}` (population based training)"
+        kind = arm_kind(self.spec, reference)
+        return f"fixed-λ reference arm `{reference}`" if kind == "fixed" else f"reference arm `{reference}` ({kind})"
 
     def pbt_arms(self) -> list[str]:
         """The arms searched by population based training (``study.pbt``), in spec order."""
@@ -231,11 +249,26 @@ def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:
     trials["restarts"] = restarts.fillna(0).astype(int)
     trials["restarted"] = trials["restarts"] > 0
     trials["usable"] = trials["status"].isin(USABLE_STATUSES) & trials["final_epoch"].notna()
-    feasible = trials["usable"].copy()
+    # Judged on the test split: a confirmed run (confirm, distill, ablate) whose records have the test fields
+    # (eval.test_split). A search, audit or retune trial stands for a search decision: judged on val, as the study
+    # judged it.
+    tested = trials.get("eval.test_split", pd.Series(False, index=trials.index)).eq(True)
+    tested &= trials["phase"].isin(TEST_JUDGED_PHASES)
+    trials["feasible_split"] = tested.map({True: "test", False: "val"})
+    feasible, feasible_val = trials["usable"].copy(), trials["usable"].copy()
+    missing = pd.Series(math.nan, index=trials.index)
     for constraint in spec.parsed_constraints():
-        column = trials.get(f"final_{constraint.metric}", pd.Series(math.nan, index=trials.index))
-        feasible &= column.map(constraint.holds).astype(bool)
+        as_written = trials.get(f"final_{constraint.metric}", missing).map(constraint.holds).astype(bool)
+        feasible_val &= as_written
+        counterpart = counterpart_on_test(constraint.metric)  # None: not on the val split (e.g. recon_coverage_A)
+        if counterpart is None:
+            feasible &= as_written
+        else:
+            on_test = trials.get(f"final_{counterpart}", missing).map(constraint.holds).astype(bool)
+            feasible &= on_test.where(tested, as_written)
     trials["feasible"] = feasible
+    # What the study's own decisions saw (the val split): the analysis's picks (analysis.runs) rank on it.
+    trials["feasible_val"] = feasible_val
     return trials
 
 

@@ -5,9 +5,12 @@ where the seed missed the constraints; ticks say "infeasible k/n"), then each co
 threshold; learning_curves.png: the objectives and recon coverage over epochs per arm (the confirmed
 configuration's runs: mean line, band from the lowest to the highest seed); control_signals.png: rho and the
 weights over epochs for the best controller feasible on every seed (else labelled infeasible) and the
-seed-literal one (each arm's winner when the study has no controller); optimization_history.png: the selection
-metric of each arm's search trials in the order they started, with the best feasible value so far (carried over
-infeasible trials); trajectory_<arm>.png: an adaptive arm against its distilled baselines (mean and 95% t-band
+seed-literal one (each arm's winner when the study has no controller; the next best controller too when the best
+is the seed-literal one; only the spec's arms: an ablation option or a distilled baseline is never an arm);
+optimization_history.png: the selection metric of each arm's search trials in the order they started, with the best
+feasible value so far (carried over infeasible trials; one panel per arm that has search trials);
+concurrency.png: how many trials ran at once over the study's span, against its max_concurrent slots
+(``analysis.utilisation``); trajectory_<arm>.png: an adaptive arm against its distilled baselines (mean and 95% t-band
 over seeds); pbt_schedule_<arm>.png: a PBT arm's replayed schedule per epoch next to the best controller's
 trajectory (if the study has a controller).
 """
@@ -35,8 +38,10 @@ from .runs import all_feasible, feasible_share, winner_runs  # noqa: E402
 from .load import StudyTables  # noqa: E402
 from .pbt import schedule_values  # noqa: E402
 from .trajectory import adaptive_arms, distilled_of  # noqa: E402
+from .utilisation import concurrency_windows, study_utilisation  # noqa: E402
 
 PLOTS_DIR = "plots"
+CONCURRENCY_BINS = 120  # windows of concurrency.png
 SIGNALS = ("rho_mean", *(f"{w}_mean" for w in WEIGHT_NAMES))
 
 
@@ -68,6 +73,40 @@ def _legend(ax: plt.Axes, **options) -> None:
         ax.legend(**options)
 
 
+def _figure_legend(fig: plt.Figure, axes: list[plt.Axes], **options) -> None:
+    """One legend for the whole figure, right of the panels (never over the data): every label drawn in any of
+    ``axes``, once."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", **options)
+
+
+ARM_INCHES = 0.9  # the width of one arm's column in objective_per_arm.png: its label fits under it, level
+
+
+def _tick_labels(ax: plt.Axes, x, labels: list[str]) -> None:
+    """Category labels under the x axis, level, each within its arm's column (the panel is made wide enough:
+    :data:`ARM_INCHES` per arm; a long label is wrapped at its underscores)."""
+    ax.set_xticks(x, [_wrap(label) for label in labels], fontsize=7)
+
+
+def _wrap(label: str, width: int = 13) -> str:
+    """Each line of ``label`` broken after an underscore where it is longer than ``width`` characters."""
+    out = []
+    for line in label.split("\n"):
+        parts, current = [], ""
+        for piece in line.replace("_", "_\0").split("\0"):
+            if current and len(current) + len(piece) > width:
+                parts.append(current)
+                current = ""
+            current += piece
+        out.append("\n".join([*parts, current]))
+    return "\n".join(out)
+
+
 def _arm_label(tables: StudyTables, arm: str) -> str:
     feasible, seeds = feasible_share(tables, arm)
     return arm if feasible == seeds or not tables.spec.constraints else f"{arm}\ninfeasible {seeds - feasible}/{seeds}"
@@ -80,7 +119,7 @@ def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) ->
     constraints = [c for c in tables.spec.parsed_constraints() if c.metric not in {o.metric for o in objectives}]
     arms = main_arms(tables)  # distilled and ablated runs have plots and tables of their own
     labels = [_arm_label(tables, arm) for arm in arms]
-    fig, axes = _grid(len(objectives) + len(constraints))
+    fig, axes = _grid(len(objectives) + len(constraints), width=max(4.5, ARM_INCHES * len(arms)))
     x = np.arange(len(arms))
     panels = [(o.metric, f"{o.metric} ({o.mode})", None) for o in objectives]
     panels += [(c.metric, f"constraint: {c.text}", c) for c in constraints]
@@ -101,9 +140,9 @@ def objective_per_arm(tables: StudyTables, summary: pd.DataFrame, path: Path) ->
         for c in tables.spec.parsed_constraints():
             if c.metric == metric:
                 ax.axhline(c.threshold, color="tab:red", linestyle="--", linewidth=1, label=c.text)
-        ax.set_xticks(x, labels, rotation=20, fontsize=8)
+        _tick_labels(ax, x, labels)
         ax.set_title(title)
-    _legend(axes[0], fontsize=8)
+    _figure_legend(fig, axes, fontsize=8)
     fig.suptitle("Confirmation seeds, confirmed configuration of each arm (hollow: a seed that missed the constraints)")
     return _save(fig, path)
 
@@ -127,56 +166,77 @@ def learning_curves(tables: StudyTables, path: Path) -> Path:
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-    _legend(axes[0], fontsize=8)
+    _figure_legend(fig, axes, fontsize=8)
     fig.suptitle("Confirmation runs of each arm's confirmed configuration: mean over seeds, band from the lowest to "
                  "the highest seed")
     return _save(fig, path)
 
 
 def _first_run(tables: StudyTables, trials: pd.DataFrame) -> pd.Series | None:
-    """The confirmation run (else the search trial) with the lowest seed among ``trials``."""
+    """The confirmation run (else the search trial) with the lowest seed among ``trials``, a feasible one first."""
     for phase in ("confirm", "search"):
-        chosen = trials[(trials["phase"] == phase) & trials["epochs_done"].gt(0)].sort_values(["seed", "trial_id"])
+        chosen = trials[(trials["phase"] == phase) & trials["epochs_done"].gt(0)]
+        chosen = chosen.assign(_infeasible=~chosen["feasible"].astype(bool)).sort_values(
+            ["_infeasible", "seed", "trial_id"])
         if not chosen.empty:
-            return chosen.iloc[0]
+            return chosen.iloc[0].drop("_infeasible")
     return None
 
 
 SEED_LITERAL = {"arm.kind": "controller", "arm.regularizer": "none", "arm.objective": "same_loss"}
 
 
-def best_controller(tables: StudyTables) -> tuple[str, pd.Series] | None:
-    """(label, its first confirmation run) of the controller arm whose winning configuration has the best
-    confirmation mean of the selection metric, among those feasible on every seed (else the best, labelled
-    infeasible); None when the study has no controller."""
-    controllers = controller_trials(tables.trials)
+def controller_ranking(tables: StudyTables) -> list[str]:
+    """The spec's controller arms (an ablation option or a distilled baseline is never an arm) by the ranking rule
+    on their confirmed configuration's runs: those feasible on every seed first, then by the confirmation mean
+    of the selection metric."""
+    controllers = set(controller_trials(tables.trials)["arm"]) & set(main_arms(tables))
     selection = tables.spec.selection
     column = f"final_{selection.metric}"
-    means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in controllers["arm"].unique()}
+    means = {arm: winner_runs(tables, arm)[column].astype(float).mean() for arm in main_arms(tables)
+             if arm in controllers and column in tables.trials}
     means = {arm: m for arm, m in means.items() if m == m}
-    if not means:
-        return None
-    feasible = {arm: m for arm, m in means.items() if all_feasible(tables, arm)}
-    best_arm = (min if selection.mode == "min" else max)(feasible or means, key=(feasible or means).get)
-    row = _first_run(tables, winner_runs(tables, best_arm))
-    if row is None:
-        return None
-    shown, seeds = feasible_share(tables, best_arm)
-    label = f"best controller: {best_arm}" if feasible else \
-        f"controller {best_arm} (infeasible {seeds - shown}/{seeds}; no controller feasible on every seed)"
-    return label, row
+    sign = 1.0 if selection.mode == "min" else -1.0
+    return sorted(means, key=lambda arm: (not all_feasible(tables, arm), sign * means[arm]))
+
+
+def _controller_label(tables: StudyTables, arm: str, rank: int) -> str:
+    title = "best controller" if rank == 0 else "next best controller"
+    if all_feasible(tables, arm):
+        return f"{title}: {arm}"
+    shown, seeds = feasible_share(tables, arm)
+    alone = "; no controller feasible on every seed" if rank == 0 else ""
+    return f"{title}: {arm} (infeasible {seeds - shown}/{seeds}{alone})"
+
+
+def best_controller(tables: StudyTables, skip: int = 0) -> tuple[str, pd.Series] | None:
+    """(label, its first confirmation run, a feasible one first) of the best controller arm by
+    :func:`controller_ranking` (after the first ``skip``), labelled infeasible when it is not feasible on every
+    seed; None when the study has no (more) controller."""
+    for rank, arm in enumerate(controller_ranking(tables)[skip:], start=skip):
+        row = _first_run(tables, winner_runs(tables, arm))
+        if row is not None:
+            return _controller_label(tables, arm, rank), row
+    return None
 
 
 def signal_trials(tables: StudyTables) -> list[tuple[str, pd.Series]]:
-    """(label, trial row) of the best controller (:func:`best_controller`) and the seed-literal controller; each
-    arm's winner if none. Seed-literal: a controller trial without regulariser, trained on the same loss."""
+    """(label, trial row) of the best controller (:func:`best_controller`) and the seed-literal controller (when
+    they are the same arm: it once, and the next best controller); each arm's winner if none. Seed-literal: a
+    spec arm's controller trial without regulariser, trained on the same loss."""
     best = best_controller(tables)
     picked: list[tuple[str, pd.Series]] = [best] if best is not None else []
     literal = controller_trials(tables.trials)
+    literal = literal[literal["arm"].isin(main_arms(tables))]
     for key, value in SEED_LITERAL.items():
         literal = literal[literal[key] == value] if key in literal else literal.iloc[0:0]
     row = _first_run(tables, literal)
-    if row is not None and not any(row["trial_dir"] == other["trial_dir"] for _, other in picked):
+    if row is not None and best is not None and row["arm"] == best[1]["arm"]:
+        # the best controller is the seed-literal one: one line says both, and the next best is drawn beside it
+        picked = [(f"{best[0]} (the seed-literal controller)", best[1])]
+        if (following := best_controller(tables, skip=1)) is not None:
+            picked.append(following)
+    elif row is not None:
         picked.append((f"seed-literal: {row['arm']}", row))
     if not picked:
         for arm in tables.arms():
@@ -204,7 +264,7 @@ def control_signals(tables: StudyTables, path: Path) -> Path:
     for ax, signal in zip(axes, SIGNALS):
         ax.set_title(signal)
         ax.set_xlabel("epoch")
-    _legend(axes[0], fontsize=7)
+    _figure_legend(fig, axes, fontsize=7)
     return _save(fig, path)
 
 
@@ -212,9 +272,9 @@ def optimization_history(tables: StudyTables, path: Path) -> Path:
     """Per arm: the selection metric of each search trial in start order and the best feasible so far."""
     selection = tables.spec.selection
     column = f"final_{selection.metric}"
-    arms = tables.arms()
-    fig, axes = _grid(len(arms))
     search = tables.trials[tables.trials["phase"] == "search"]
+    arms = [arm for arm in tables.arms() if arm in set(search["arm"])]  # an ablation option or baseline has none
+    fig, axes = _grid(max(len(arms), 1))
     for ax, arm in zip(axes, arms):
         mine = search[search["arm"] == arm].sort_values(["started_at", "trial_id"]).reset_index(drop=True)
         values = mine[column].astype(float) if column in mine else pd.Series(np.nan, index=mine.index)
@@ -230,7 +290,32 @@ def optimization_history(tables: StudyTables, path: Path) -> Path:
         ax.set_title(arm)
         ax.set_xlabel("search trial, in start order (dotted: did not finish)")
         ax.set_ylabel(selection.metric)
-    _legend(axes[0], fontsize=7)
+    _figure_legend(fig, axes, fontsize=7)
+    return _save(fig, path)
+
+
+def concurrency_plot(tables: StudyTables, path: Path) -> Path:
+    """How many trials ran at once over the study's span (``analysis.utilisation``): the mean over each of
+    :data:`CONCURRENCY_BINS` equal windows, and the most at once in it, against the spec's max_concurrent slots;
+    the utilisation in the title."""
+    fig, (ax,) = _grid(1, width=9.0, height=3.2)
+    bins = concurrency_windows(tables, CONCURRENCY_BINS)
+    slots = tables.spec.max_concurrent
+    if not bins.empty:
+        edges = [*(bins["from_s"] / 60), bins["to_s"].iloc[-1] / 60]
+        ax.stairs(bins["max_running"], edges, color="tab:blue", alpha=0.35, label="most trials at once in the window")
+        ax.stairs(bins["mean_running"], edges, color="tab:blue", fill=True, alpha=0.5,
+                  label="trials running, mean over the window")
+    ax.axhline(slots, color="tab:red", linestyle="--", linewidth=1, label=f"max_concurrent ({slots})")
+    ax.set_ylim(0, max(slots, int(bins["max_running"].max()) if not bins.empty else 0) + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator())
+    ax.set_xlabel("minutes after the first trial started")
+    ax.set_ylabel("trials running")
+    used = study_utilisation(tables)
+    ax.set_title("Trials running at once" + (f": slot utilisation {used.utilisation:.0%}, {used.mean_at_once:.2f} at "
+                                              f"once on average" if used is not None else ""))
+    _figure_legend(fig, [ax], fontsize=7)
     return _save(fig, path)
 
 
@@ -255,7 +340,7 @@ def trajectory_plot(tables: StudyTables, arm: str, baselines: dict[str, str], pa
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-    _legend(axes[0], fontsize=7)
+    _figure_legend(fig, axes, fontsize=7)
     fig.suptitle(f"{arm} against its distilled baselines (mean, 95% t-band over seeds)")
     return _save(fig, path)
 
@@ -274,7 +359,7 @@ def pbt_schedule_plot(tables: StudyTables, arm: str, schedule: pd.DataFrame, pat
             ax.plot(records["epoch"], records[column], marker=".", label=f"{best[0]} (seed {best[1]['seed']})")
         ax.set_title(key)
         ax.set_xlabel("epoch")
-    _legend(axes[0], fontsize=7)
+    _figure_legend(fig, axes, fontsize=7)
     fig.suptitle(f"{arm}: the schedule of its best member, which its confirmation runs replay")
     return _save(fig, path)
 
@@ -288,6 +373,7 @@ def make_plots(tables: StudyTables, summary: pd.DataFrame) -> dict[str, Path]:
         "learning_curves": learning_curves(tables, out / "learning_curves.png"),
         "control_signals": control_signals(tables, out / "control_signals.png"),
         "optimization_history": optimization_history(tables, out / "optimization_history.png"),
+        "concurrency": concurrency_plot(tables, out / "concurrency.png"),
     }
     for arm in adaptive_arms(tables):
         if baselines := distilled_of(tables, arm):

@@ -24,6 +24,7 @@ from .load import EPOCHS_FILE, TRIALS_FILE, StudyTables
 from .questions import MIN_GROUP
 from .standing import standing_lines
 from .stats import ALPHA, POWER
+from .utilisation import utilisation_lines
 
 TABLES_DIR = "tables"
 REPORT_FILE = "report.md"
@@ -164,8 +165,9 @@ def _selection_note(tables: StudyTables) -> str:
             "test it (most feasible seeds first), so its confirmation mean is optimistic.\n")
 
 
-PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high",
-                  "p_holm", "p_equivalent_holm", "detectable", "censored_arm", "censored_reference", "verdict"]
+PAIRED_COLUMNS = ["arm", "reference", "budget", "epoch", "metric", "level", "n_pairs", "n_feasible_pairs", "mean_diff",
+                  "ci_low", "ci_high", "p_holm", "p_equivalent_holm", "detectable", "p_better", "censored_arm",
+                  "censored_reference", "verdict"]
 
 
 def _paired_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -211,8 +213,8 @@ def _ablation(tables: StudyTables, findings: Findings) -> str:
     if not findings.ablation_lines:
         return "No ablation in this study (a spec's `ablate` section asks for one: the causal answers).\n"
     return ("Ablation: one option at a time changed from the confirmed configuration, everything else equal, each "
-            "run paired with the centre's run on its seed; Holm-corrected over the options of a question at each "
-            f"budget. {_link('ablation_answers')} · {_link('ablation')} (every budget and objective)\n\n"
+            "run paired with the centre's run on its seed; Holm-corrected over every option of every question (one "
+            f"family per budget and metric); inside the margin: equivalent. {_link('ablation_answers')} · {_link('ablation')} (every budget and objective)\n\n"
             + "\n".join(findings.ablation_lines) + "\n")
 
 
@@ -231,7 +233,7 @@ def render(tables: StudyTables, findings: Findings) -> str:
 Directory `{tables.study_dir}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} with {describe(code_version())} ·
 objectives {objectives} · constraints {constraints} · selection {spec.selection.metric} ({spec.selection.mode}),
 the ranking rule of every stage (feasible first) · confirmation seeds {spec.confirm.seeds} × {spec.search_replicates}
-search replicate(s) · fixed-λ reference arm `{tables.fixed_arm()}`.
+search replicate(s) · {tables.reference_text()}.
 
 {code_line(tables)}
 
@@ -240,12 +242,18 @@ search replicate(s) · fixed-λ reference arm `{tables.fixed_arm()}`.
 ## Conclusions
 
 {_conclusions(tables, findings)}
-Differences are paired by confirmation seed: paired t-test and 95% t-interval of the differences, Holm-corrected
-over each family (every arm against the reference on one metric at one budget); `better`/`worse` when the
-corrected p < {ALPHA:g}, `equivalent` when the two one-sided tests against the spec's margin reject (corrected),
-`inconclusive` otherwise (with the smallest difference the design could detect at {POWER:.0%} power), `not
-tested` with fewer than two pairs. Every spec seed counts: a diverged, failed or missing run is an infeasible
-seed. Open questions from the search: Kruskal-Wallis with permutation p-values across options with
+A run is the whole pipeline, its search included (`analysis.pipeline`): runs paired by confirmation seed, nested
+in their search replicates; a run that missed the constraints ranks below every feasible one (two such tie), and
+differences are over the pairs in which both runs are feasible (`n_feasible_pairs`). `level` pipeline: the 95%
+interval is a bootstrap over replicates then seeds and the p-value Welch's t-test over the replicates; `level`
+seed (an arm with one replicate: the search's own variance unmeasured): the paired t-test and t-interval over
+seeds. Holm-corrected over each family (every arm against the reference on one metric at one budget);
+`equivalent` when the two one-sided tests against the spec's margin reject (corrected), else `better`/`worse`
+when the corrected p < {ALPHA:g} and the interval excludes zero — never `better` for an arm feasible on fewer of
+its runs than the reference —, `inconclusive` otherwise (with the smallest difference the design could detect at
+{POWER:.0%} power), `not tested` with fewer than two pairs. P(beats ref): the chance that one run of the arm's
+pipeline ranks above one of the reference's on the same seed (two-level bootstrap interval; "too few runs" under
+three an arm). Every spec seed counts: a diverged, failed or missing run is an infeasible seed. Open questions from the search: Kruskal-Wallis with permutation p-values across options with
 >= {MIN_GROUP} distinct configurations each (observational: TPE varied the other parameters too). Weighted
 training losses are never compared across arms.
 {_selection_note(tables)}
@@ -255,6 +263,10 @@ training losses are never compared across arms.
 {cost['cpu_hours'].sum():.3g} CPU-hours ({spec.cpus_per_trial} CPU per trial). {_link("cost")}
 
 {markdown_table(cost)}
+{utilisation_lines(tables)}
+Trials running at once over the study's span, in equal windows (seconds after the first start). {_link("concurrency")}
+
+{markdown_table(t.get("concurrency", pd.DataFrame()))}
 {_flagged(tables)}
 ## Fairness
 
@@ -289,9 +301,10 @@ feasible trials; `selected`: the selection rule's pick. {_link("search")}
 Mean [95% t-interval] (n seeds) of the final epoch. {_link("confirm_summary")}
 
 {markdown_table(confirm_overview(t["confirm_summary"]))}
-## Against the fixed-λ arm, paired by seed
+## Against the reference arm, paired by seed
 
-At the whole run, every compared metric. {_link("paired_vs_fixed")} (all budgets)
+Every other arm against the {tables.reference_text()}, at the whole run, every compared metric.
+{_link("paired_vs_fixed")} (all budgets)
 
 {markdown_table(_paired_columns(full_budget(t["paired_vs_fixed"])))}
 ### Anytime: at every budget
@@ -310,10 +323,11 @@ paired by seed at every budget on {tables.spec.selection.metric}, Holm-corrected
 
 {markdown_table(t["trajectory"])}
 {markdown_table(_paired_columns(_selection_rows(tables, t["paired_vs_distilled"])))}
-### Box check: could the fixed-λ search reach the adaptive arms' weights?
+### Box check: could the reference arm's search reach the adaptive arms' weights?
 
-Epoch means of each adaptive arm's weights and rho on its confirmation runs against the reference arm's search
-box (a key it does not search: its constant). {_link("box_check")}
+Epoch means of each adaptive arm's weights and rho on its confirmation runs against the search box of the
+{tables.reference_text()} (a key it does not search: its constant; none where it holds no constant weights).
+{_link("box_check")}
 
 {markdown_table(_outside_first(t["box_check"]))}
 ## Population based training

@@ -12,7 +12,7 @@ Example::
 
     results = open_study("results/open-questions")
     results.trials.query("phase == 'confirm'").groupby("arm")["final_triplet_r_A"].mean()
-    results.verdicts()            # every arm against fixed λ at the whole run, one row per metric
+    results.verdicts()            # every arm against the reference arm at the whole run, one row per metric
     results.winner                # ("controller", "Winner: ...") or (None, "No winner: ...")
     results.runs("fixed")         # the runs that represent an arm on the confirmation seeds
 """
@@ -65,7 +65,8 @@ class StudyResults:
 
     @cached_property
     def paired(self) -> pd.DataFrame:
-        """Every arm against the fixed-λ reference arm, at every budget and on every compared metric."""
+        """Every arm against the reference arm (``reference``, else the fixed-λ arm), at every budget and on every
+        compared metric."""
         return paired_vs_fixed(self.tables)
 
     def verdicts(self) -> pd.DataFrame:
@@ -74,7 +75,7 @@ class StudyResults:
 
     @property
     def winner(self) -> tuple[str | None, str]:
-        """The arm that beats fixed λ by the ranking rule (or None), and the sentence that says so."""
+        """The arm that beats the reference arm by the ranking rule (or None), and the sentence that says so."""
         return winner(self.tables, self.paired)
 
     def runs(self, arm: str) -> pd.DataFrame:

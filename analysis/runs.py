@@ -55,8 +55,11 @@ def source_ranking(tables: StudyTables, arm: str, replicate: int | None = None) 
     (diverged, errored or missing) and the mean selection metric over its finished runs, best first."""
     runs = confirm_runs(tables, arm, replicate)
     column = f"final_{tables.spec.selection.metric}"
+    # Feasible on val, as the study ranked them (a run's ``feasible`` may be judged on the test split, which no
+    # pick reads); a published study written before the test split has ``feasible`` alone, judged on val.
+    on_val = "feasible_val" if "feasible_val" in runs else "feasible"
     confirmed = [
-        ConfirmedRun(source, int(r["seed"]), bool(r["usable"]), bool(r["feasible"]),
+        ConfirmedRun(source, int(r["seed"]), bool(r["usable"]), bool(r[on_val]),
                      float(r[column]) if column in r and r["usable"] and r[column] == r[column] else math.nan)
         for source, (_, r) in zip(_source(runs), runs.iterrows())
     ]

@@ -1,20 +1,22 @@
 """The statistics behind every verdict: t-intervals, paired t-tests, Holm's correction over a family of tests,
 equivalence by two one-sided tests (TOST) and the smallest difference a design could detect.
 
-A paired comparison of arm a against a reference b, on one metric, ends in one verdict:
+A comparison of arm a against a reference b, on one metric, carries a difference, the interval and the p-values
+its verdict rests on (``analysis.pipeline``: a bootstrap interval and a t-test over the search replicates at the
+level of the whole pipeline, else the seed-level paired t-test), and ends in one verdict:
 
-- ``better`` / ``worse``: the paired t-test rejects "no difference" after Holm's correction over its family;
-- ``equivalent``: not different, and the TOST with the spec's margin ±δ for the metric rejects "differs by δ
-  or more", Holm-corrected over the family too;
-- ``inconclusive``: neither; the report gives the smallest difference the design could detect (two-sided
-  paired t-test at ``ALPHA``, 80% power, the observed spread of the differences);
+- ``equivalent``: the TOST with the spec's margin ±δ for the metric rejects "differs by δ or more",
+  Holm-corrected over the family: a difference inside the margin is never ``better`` nor ``worse`` (when the
+  difference test rejects too, ``detectably_different`` says so);
+- ``better`` / ``worse``: not equivalent, the difference test rejects "no difference" after Holm's correction over
+  its family, *and* the row's interval excludes zero;
+- ``inconclusive``: neither; the report gives the smallest difference the design could detect (two-sided t-test
+  at ``ALPHA``, 80% power, the observed spread);
 - ``not tested``: fewer than two pairs, or differences without spread: no test was run.
 
-Absence of evidence is never read as equivalence. With several search replicates, the differences are paired by
-seed after averaging each arm over its replicates, and a ``better`` or ``worse`` verdict needs every replicate to
-agree in sign (``analysis.compare``); :func:`p_better` gives the probability that the arm beats the reference.
-statsmodels provides Holm (``multipletests``), the paired TOST (``ttost_paired``) and the power computation
-(``TTestPower``, also :func:`seeds_needed`); scipy the t-test and t quantiles.
+Absence of evidence is never read as equivalence. statsmodels provides Holm (``multipletests``), the paired TOST
+(``ttost_paired``) and the power computation (``TTestPower``, also :func:`seeds_needed`); scipy the t-test and t
+quantiles.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import gc
 import math
 import warnings
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -58,10 +61,16 @@ def detectable_difference(std: float, n: int, alpha: float = ALPHA, power: float
     the standard deviation ``std`` of the differences (NaN when it cannot be computed)."""
     if n < 2 or not std > 0:  # (NaN fails the comparison too)
         return math.nan
+    return _detectable_effect(n, alpha, power) * std
+
+
+@lru_cache(maxsize=None)
+def _detectable_effect(n: int, alpha: float, power: float) -> float:
+    """The standardised effect of :func:`detectable_difference`: it depends on n alone, and the root finder
+    costs ~10 ms, once per n rather than once per comparison."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the solver's convergence chatter for tiny n
-        effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided")
-    return float(effect) * std
+        return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided"))
 
 
 def seeds_needed(std: float, margin: float | None, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -74,36 +83,6 @@ def seeds_needed(std: float, margin: float | None, alpha: float = ALPHA, power: 
         n = TTestPower().solve_power(effect_size=margin / std, alpha=alpha, power=power, alternative="two-sided")
     n = float(np.squeeze(n))
     return float(math.ceil(max(n, 2.0))) if math.isfinite(n) else math.nan
-
-
-def p_better(a: dict[int, list[float]], b: dict[int, list[float]], mode: str, resamples: int = 2000,
-             seed: int = 0) -> dict[str, float]:
-    """P(A beats B): over the seeds both have, the share of (a replicate of A, a replicate of B) pairs on the same
-    seed in which A's value is better (``mode``: larger is better for max), ties counting one half — the chance
-    that an arm's search-and-train beats the reference's on a fresh seed (Bouthillier et al., "Accounting for
-    Variance in Machine Learning Benchmarks", MLSys 2021). Its 95% interval: a percentile bootstrap over the
-    seeds (the unit of pairing), ``resamples`` times with a generator seeded by ``seed``. ``a`` and ``b`` map a
-    seed to its values, one per replicate."""
-    seeds = sorted(set(a) & set(b))
-    sign = 1.0 if mode == "max" else -1.0
-
-    def wins(seed_list) -> float:
-        score = total = 0.0
-        for s in seed_list:
-            for x in a[s]:
-                for y in b[s]:
-                    d = sign * (x - y)
-                    score += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
-                    total += 1.0
-        return score / total if total else math.nan
-
-    estimate = wins(seeds)
-    if len(seeds) < 2:
-        return {"p_better": estimate, "p_better_low": math.nan, "p_better_high": math.nan}
-    rng = np.random.default_rng(seed)
-    draws = [wins([seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]) for _ in range(resamples)]
-    low, high = np.percentile(draws, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
-    return {"p_better": estimate, "p_better_low": float(low), "p_better_high": float(high)}
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, margin: float | None) -> dict[str, float]:
@@ -145,43 +124,77 @@ def holm(pvalues) -> np.ndarray:
     return adjusted
 
 
-def verdict(mean_diff: float, p_holm: float, p_equivalent_holm: float, mode: str) -> str:
-    """The verdict of one comparison from its Holm-adjusted p-values (see the module docstring)."""
+def excludes_zero(low: float, high: float) -> bool:
+    """Whether an interval lies wholly on one side of zero (a NaN bound: no)."""
+    return bool(low > 0 or high < 0)
+
+
+def verdict(mean_diff: float, p_holm: float, p_equivalent_holm: float, mode: str,
+            interval: tuple[float, float] | None = None) -> str:
+    """The verdict of one comparison from its Holm-adjusted p-values and, when given, the interval it rests on
+    (see the module docstring)."""
     if math.isnan(p_holm):
         return NOT_TESTED
-    if p_holm < ALPHA:
-        return BETTER if (mean_diff < 0) == (mode == "min") else WORSE
     if p_equivalent_holm < ALPHA:
         return EQUIVALENT
+    if p_holm < ALPHA and (interval is None or excludes_zero(*interval)):
+        return BETTER if (mean_diff < 0) == (mode == "min") else WORSE
     return INCONCLUSIVE
 
 
 def decide(rows: pd.DataFrame, family: list[str]) -> pd.DataFrame:
-    """Add ``p_holm``, ``p_equivalent_holm`` and ``verdict`` to rows of :func:`paired_test` results (with a
-    ``mode`` column), Holm-correcting within each group of the ``family`` columns."""
+    """Add ``p_holm``, ``p_equivalent_holm``, ``verdict`` and ``detectably_different`` (equivalent, yet the
+    difference test rejects) to rows of comparisons (``mean_diff``, ``p_value``, ``p_equivalent``, ``mode``, and
+    ``ci_low``/``ci_high`` where the verdict needs its interval to exclude zero), Holm-correcting within each
+    group of the ``family`` columns."""
     rows = rows.copy()
     if rows.empty:
-        return rows.assign(p_holm=[], p_equivalent_holm=[], verdict=[])
+        return rows.assign(p_holm=[], p_equivalent_holm=[], verdict=[], detectably_different=[])
     rows["p_holm"] = math.nan
     rows["p_equivalent_holm"] = math.nan
     for _, group in rows.groupby(family, sort=False, dropna=False):
         rows.loc[group.index, "p_holm"] = holm(group["p_value"])
         rows.loc[group.index, "p_equivalent_holm"] = holm(group["p_equivalent"])
-    rows["verdict"] = [verdict(r.mean_diff, r.p_holm, r.p_equivalent_holm, r.mode) for r in rows.itertuples()]
+    bounds = "ci_low" in rows and "ci_high" in rows
+    rows["verdict"] = [verdict(r.mean_diff, r.p_holm, r.p_equivalent_holm, r.mode,
+                               (r.ci_low, r.ci_high) if bounds else None) for r in rows.itertuples()]
+    rows["detectably_different"] = (rows["verdict"] == EQUIVALENT) & (rows["p_holm"] < ALPHA)
     return rows
 
 
+def _basis(row) -> str:
+    """What a row's interval and p-value rest on, in words (rows without a ``level`` column: nothing)."""
+    level = getattr(row, "level", None)
+    if level == "pipeline":
+        return (f"bootstrap over replicates, then seeds; t-test over replicates; {row.replicates_arm} vs "
+                f"{row.replicates_reference} replicates, {row.n_feasible_pairs} feasible pairs")
+    if level == "seed" and getattr(row, "replicate_pairs", None) == "matched":
+        return "over seeds, each run paired with the run it was made from"
+    if level == "seed":
+        fewest = min(getattr(row, "replicates_arm", 1), getattr(row, "replicates_reference", 1))
+        return (f"over seeds; per seed only: {fewest} search replicate(s) with a feasible pair, the search's own "
+                "variance unmeasured")
+    return ""
+
+
 def describe(row) -> str:
-    """One comparison in words: difference, interval, corrected p, n, and what the verdict rests on."""
+    """One comparison in words: difference, the interval the verdict rests on (labelled), corrected p, n, and
+    the verdict with what qualifies it."""
     if row.verdict == NOT_TESTED:
         why = "one pair" if row.n_pairs == 1 else ("no pair" if row.n_pairs == 0 else "differences without spread")
         shown = "" if math.isnan(row.mean_diff) else f"{row.mean_diff:+.4g}, "
         return f"{shown}not tested ({why}; n = {row.n_pairs})"
+    basis = _basis(row)
     text = (f"{row.mean_diff:+.4g} (95% CI {row.ci_low:+.4g} to {row.ci_high:+.4g}, Holm p = {row.p_holm:.3g}, "
-            f"n = {row.n_pairs}): {row.verdict}")
+            f"n = {row.n_pairs}{'; ' + basis if basis else ''}): {row.verdict}")
     margin = getattr(row, "margin", math.nan)
     if row.verdict == EQUIVALENT:
         text += f" within ±{margin:.4g}"
+        tost = getattr(row, "p_equivalent_holm", math.nan)
+        text += f" (TOST Holm p = {tost:.3g})" if tost == tost else ""
+        text += " (detectably different)" if getattr(row, "detectably_different", False) else ""
     elif row.verdict == INCONCLUSIVE:
         text += f", could detect ≥ {row.detectable:.3g}" if row.detectable == row.detectable else ""
+    if getattr(row, "feasibility_capped", False):
+        text += " (ahead, but feasible on fewer runs than the reference: never better)"
     return text

@@ -52,7 +52,7 @@ def adaptive_arms(tables: StudyTables) -> list[str]:
         return []
     confirmed = trials[trials["phase"] == "confirm"].groupby("arm")["arm.kind"].first()
     kinds = confirmed.combine_first(trials.groupby("arm")["arm.kind"].first())
-    return [a for a in main_arms(tables) if a in kinds and kinds[a] not in STILL_KINDS and a != tables.fixed_arm()]
+    return [a for a in main_arms(tables) if a in kinds and kinds[a] not in STILL_KINDS]
 
 
 def _signal_values(tables: StudyTables, arm: str) -> dict[str, tuple[float, float]]:
@@ -77,8 +77,9 @@ def _signal_values(tables: StudyTables, arm: str) -> dict[str, tuple[float, floa
 
 
 def reference_box(tables: StudyTables, key: str) -> tuple[float, float] | None:
-    """[low, high] the reference arm could give ``key`` (a weight or rho): its search range, else its constant."""
-    reference = tables.fixed_arm()
+    """[low, high] the reference arm could give ``key`` (a weight or rho): its search range, else its constant;
+    None where it has neither (a reference whose weights move, such as a controller arm's)."""
+    reference = tables.reference_arm()
     if reference is None:
         return None
     dist = tables.spec.arms[reference].space.get(f"arm.{key}") if reference in tables.spec.arms else None
@@ -90,18 +91,37 @@ def reference_box(tables: StudyTables, key: str) -> tuple[float, float] | None:
     return (min(numbers), max(numbers)) if numbers else None
 
 
+# The records' weights and rho are float32 epoch means (``diffctl.train`` sums each step's float32 value in float32
+# and divides by the steps), so a constant 0.1 is recorded as 0.1 plus a few float32 ulps, more the more steps an
+# epoch has (measured: +22 ulps after 300 steps). A value counts as inside its box within this relative tolerance
+# of the bound it is compared with (about 84 float32 ulps; 1e-9, the tolerance before, called a fixed rho of 0.1
+# outside [0.1, 0.1]).
+BOX_RTOL = 1e-5
+
+
+def within(value: float, low: float, high: float) -> bool:
+    """``low <= value <= high`` at the records' precision (:data:`BOX_RTOL` of the bound compared with)."""
+    return (value >= low - BOX_RTOL * max(abs(low), abs(value))
+            and value <= high + BOX_RTOL * max(abs(high), abs(value)))
+
+
 def box_check(tables: StudyTables) -> pd.DataFrame:
-    """One row per adaptive arm, control key and statistic (last epoch, whole run): value, box, inside."""
+    """One row per adaptive arm other than the reference, control key with a box and statistic (last epoch, whole
+    run): the reference, value, box, inside."""
     rows = []
-    for arm in adaptive_arms(tables):
+    reference = tables.reference_arm()
+    for arm in [a for a in adaptive_arms(tables) if a != reference]:
         for name, (last, whole) in _signal_values(tables, arm).items():
             box = reference_box(tables, name.split("_A")[0].split("_B")[0] if name.startswith("w_") else name)
+            if box is None:  # the reference holds no constant of this key and does not search it: no box
+                continue
             for stat, value in (("last epoch", last), ("whole run", whole)):
-                inside = box is not None and box[0] - 1e-9 <= value <= box[1] + 1e-9
-                rows.append({"arm": arm, "key": name, "statistic": stat, "value": value,
+                inside = box is not None and within(value, *box)
+                rows.append({"arm": arm, "reference": reference, "key": name, "statistic": stat, "value": value,
                              "box_low": box[0] if box else math.nan, "box_high": box[1] if box else math.nan,
                              "inside": inside})
-    return pd.DataFrame(rows, columns=["arm", "key", "statistic", "value", "box_low", "box_high", "inside"])
+    return pd.DataFrame(rows, columns=["arm", "reference", "key", "statistic", "value", "box_low", "box_high",
+                                       "inside"])
 
 
 def outside_box(tables: StudyTables, box: pd.DataFrame, arm: str) -> list[str]:
@@ -109,7 +129,7 @@ def outside_box(tables: StudyTables, box: pd.DataFrame, arm: str) -> list[str]:
     if box.empty:
         return []
     out = box[(box["arm"] == arm) & ~box["inside"]]
-    return [f"{r.key} {r.value:.3g} ({r.statistic}) outside `{tables.fixed_arm()}` box [{r.box_low:.3g}, {r.box_high:.3g}]"
+    return [f"{r.key} {r.value:.3g} ({r.statistic}) outside `{r.reference}` box [{r.box_low:.3g}, {r.box_high:.3g}]"
             for r in out.itertuples()]
 
 

@@ -1,4 +1,5 @@
-"""The ``diffctl`` command line: train | gradcheck | study run/resume/status | analyze | export | reproduce | config.
+"""The ``diffctl`` command line: train | gradcheck | study run/check/resume/status/spec | analyze | export | reproduce
+| config.
 
 The top floor of the project: it may reach every layer, but imports ``study`` (Ray, Optuna) and ``analysis``
 (pandas) only inside the subcommands that need them, so ``diffctl train`` never pays for importing Ray.
@@ -22,7 +23,8 @@ EPILOG = """exit codes:
   3    diverged (train: the records so far are kept, the last one says why)
   130  interrupted (an interrupted study continues with: diffctl study resume DIR)
 
-diffctl COMMAND --help describes a command; diffctl config show lists every config key."""
+diffctl COMMAND --help describes a command; diffctl config show lists every config key, diffctl study spec
+show every study spec key."""
 SET_HELP = (
     "override one config key: KEY=VALUE as one argument, e.g. optim.epochs=15 or arm.stats=[KL_A,KL_B] (the value "
     "is read as YAML); repeat --set for several keys"
@@ -57,6 +59,21 @@ def _study_parsers(sub) -> None:
                         "every node sees")  # fmt: skip
     q.add_argument("--address", help="Ray cluster address, e.g. HEAD:6379 (default: RAY_ADDRESS, else a local Ray)")
     q.add_argument("--max-concurrent", type=int, help="override the spec's concurrency")
+    q = study_sub.add_parser("check", help="check a spec as study run would and print its plan; runs nothing",
+                             description="Load and check a study spec as diffctl study run does before it starts "
+                                         "(every trial config, every ablation value, every metric against a one-step "
+                                         "probe epoch, the study directory), then print the plan: per phase and "
+                                         "arm the most trials and trial-epochs. Runs no trial, writes nothing, "
+                                         "starts no Ray.")  # fmt: skip
+    q.add_argument("spec", help="study spec YAML, or the name of a shipped one (tiny, quick: study/specs/NAME.yaml)")
+    q.add_argument("--name", help="study name (default: the spec's name)")
+    q.add_argument("--storage", default="results", help="directory holding studies (default ./results)")
+    q.add_argument("--max-concurrent", type=int, help="override the spec's concurrency")
+    q = study_sub.add_parser("spec", help="the study spec reference", description="Study spec reference commands.")
+    spec_sub = q.add_subparsers(dest="spec_command", required=True, parser_class=_Parser)
+    spec_sub.add_parser("show", help="every spec section and key: type, default, range, meaning",
+                        description="Every section and key of a study spec with its type, default, range and "
+                                    "meaning, read from the schema that validates specs.")  # fmt: skip
     description = "Continue an interrupted study (finished trials never rerun), then analyse it."
     q = study_sub.add_parser("resume", help="resume an interrupted study, then its analysis", description=description)
     q.add_argument("dir", help="study directory")
@@ -187,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return _run(args)
     except InputError as exc:
-        print(f"diffctl: error: {exc}", file=sys.stderr)
+        # one line whatever the input held: a key with a newline in it is shown escaped
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+        print(f"diffctl: error: {text}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("diffctl: interrupted", file=sys.stderr)

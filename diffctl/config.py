@@ -98,6 +98,13 @@ class EvalConfig(Section):
     full_epochs: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
         [], description="epochs always evaluated in full, besides every full_every-th and the last"
     )
+    # The held-out test split (diffctl.metrics.TEST_FIELDS): a study turns it on for every run but its search
+    # trials, whose decisions read the val split alone.
+    test_split: bool = Field(
+        False,
+        description="also compute the cheap fields on the held-out test split every epoch (test_loss_unweighted, "
+        "test_exact_match, test_trit_acc, test_kl; a study: every run but the search trials)",
+    )
 
     def full_at(self, epoch: int, epochs: int) -> bool:
         """Whether epoch ``epoch`` (1-based) of a run of ``epochs`` epochs is evaluated in full."""

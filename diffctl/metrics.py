@@ -11,6 +11,11 @@ An epoch is evaluated in full (every field), or cheaply: the val split's loss, e
 KL only, the full set (``FULL_SET``: everything over all 19,683 operations, the prior samples or the triples)
 None. The config's ``eval.full_every`` / ``eval.full_epochs`` choose the epochs; a full evaluation gives the
 same values whichever earlier epochs were evaluated cheaply.
+
+With ``eval.test_split`` on (a study sets it for every run but its search trials), every evaluation also computes
+the cheap fields on the held-out test split (``TEST_FIELDS``: ``test_loss_unweighted``, ``test_exact_match``,
+``test_trit_acc``, ``test_kl``), with a generator of their own drawn after every other field, so that no val or
+full-set field changes with it; off, the record has no test field at all.
 """
 
 from __future__ import annotations
@@ -163,20 +168,42 @@ AT_RHO = ("val_exact_match_at_rho", "recon_coverage_at_rho")
 VAES = ("A", "B")
 
 
-def metric_names(with_rho: bool) -> list[str]:
-    """Every field :func:`evaluate` returns, in its order."""
+# The cheap fields again on the held-out test split (``evaluate(..., test=True)``), and the val field each repeats:
+# val_loss_unweighted, val_exact_match, val_trit_acc and kl are all on the val split (``kl`` has no prefix).
+TEST_LOSS = "test_loss_unweighted"
+TEST_PER_VAE = ("test_exact_match", "test_trit_acc", "test_kl")
+TEST_COUNTERPART = {"val_loss_unweighted": TEST_LOSS,
+                    **{f"{m}_{v}": f"{t}_{v}" for v in VAES
+                       for m, t in zip(("val_exact_match", "val_trit_acc", "kl"), TEST_PER_VAE)}}
+TEST_FIELDS = (TEST_LOSS, *(f"{m}_{v}" for v in VAES for m in TEST_PER_VAE))
+# The test generator's seed is eval.seed + this: its own draws, never the val split's (which keep their values).
+TEST_SEED_OFFSET = 1_000_003
+
+
+def counterpart_on_test(metric: str) -> str | None:
+    """The test-split field measuring what the val-split field ``metric`` measures (``val_exact_match_A`` ->
+    ``test_exact_match_A``, ``kl_B`` -> ``test_kl_B``); None for a field without one (the full set, which is over
+    all 19,683 operations, the prior samples or the triples; the fields at rho; the control signals)."""
+    return TEST_COUNTERPART.get(metric)
+
+
+def metric_names(with_rho: bool, with_test: bool = False) -> list[str]:
+    """Every field :func:`evaluate` returns, in its order (the test fields last, only ``with_test``)."""
     names = ["val_loss_unweighted"]
     names += [f"{m}_{v}" for v in VAES for m in PER_VAE]
     names += [f"{m}_{v}" for v in VAES for m in TRIPLET]
     names.append(BOTH_UNTIED)
     names += [f"{m}_{v}" for v in VAES for m in AT_RHO] if with_rho else []
+    names += list(TEST_FIELDS) if with_test else []
     return names
 
 
 # Fields that may be undefined (NaN) in a healthy run: a standard error of fewer than two samples, and the
 # untied concordance of triples that all tie. Any other non-finite metric marks the run diverged (diffctl.train).
+# The test fields never do: a run's status (which the study's picks read) must not depend on the test split.
 MAY_BE_UNDEFINED = frozenset(
-    [*(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES), BOTH_UNTIED])
+    [*(f"{m}_{v}" for m in ("triplet_r_se", "triplet_untied", "triplet_untied_se") for v in VAES), BOTH_UNTIED,
+     *TEST_FIELDS])
 FULL_SET = frozenset([*(f"{m}_{v}" for m in FULL_SET_PER_VAE for v in VAES), BOTH_UNTIED])
 
 
@@ -232,6 +259,7 @@ def evaluate(
     temperature: float = 1.0,
     rho: float | None = None,
     full: bool = True,
+    test: bool = False,
 ) -> dict[str, float | None]:
     """Every per-epoch metric of both VAEs. With ``rho``, also the reconstruction metrics at that rho.
 
@@ -239,30 +267,25 @@ def evaluate(
     seed (the negative ELBO: CE_A + CE_B + KL_A + KL_B, beta = 1, true KL, no free-bits floor). Without
     ``full``, only the cheap fields on the val split are computed (about a tenth of the work), the full set is
     None. The generator is seeded from ``seed`` at every call and the cheap fields draw first, so a field has
-    the same value whichever earlier epochs were evaluated in full.
+    the same value whichever earlier epochs were evaluated in full. With ``test``, also the cheap fields on the
+    test split (:data:`TEST_FIELDS`, defined as their val counterparts), computed last with a generator of their
+    own (seeded ``seed + TEST_SEED_OFFSET``): every other field has the value it has without ``test``.
     """
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
     val = split.val
     x_val = data.trits[val]
+    enc_all, logits_all = None, None
     if full:
         enc_all = encode_in_chunks(model, data.trits)
         logits_all = decode_in_chunks(model, enc_all.mu)
-        enc_val = Encoding(enc_all.mu[:, val], enc_all.logvar[:, val])
-        logits_val = (logits_all[0][val], logits_all[1][val])
-    else:  # the val split's rows alone: bit for bit the slices of the full pass (tests/test_metrics.py)
-        enc_val = encode_in_chunks(model, x_val)
-        logits_val = decode_in_chunks(model, enc_val.mu)
+    enc_val, logits_val = _rows(model, data, val, enc_all, logits_all)
     out: dict[str, float | None] = {}
-    z_val = DualVAE.sample(enc_val, temperature, g)
-    ce_val = torch.stack([reconstruction_ce(lg, x_val) for lg in model.decode(z_val)])
-    kl_val = gaussian_kl(enc_val.mu, enc_val.logvar).sum(-1).mean(-1)
-    out["val_loss_unweighted"] = float(ce_val.sum() + kl_val.sum())
+    loss, per_vae = _cheap(model, enc_val, logits_val, x_val, temperature, g)
+    out["val_loss_unweighted"] = loss
     for v, name in enumerate(VAES):
-        out[f"val_exact_match_{name}"] = exact_match(logits_val[v], x_val)
-        out[f"val_trit_acc_{name}"] = trit_accuracy(logits_val[v], x_val)
-        out[f"kl_{name}"] = float(kl_val[v])
+        out[f"val_exact_match_{name}"], out[f"val_trit_acc_{name}"], out[f"kl_{name}"] = per_vae[v]
     if rho is not None:
         logits_rho = decode_in_chunks(model, cross_inject(enc_all.mu if full else enc_val.mu, torch.tensor(rho)))
         for v, name in enumerate(VAES):
@@ -272,5 +295,45 @@ def evaluate(
                 out[f"recon_coverage_at_rho_{name}"] = recon_coverage(logits_rho[v], data)
     if full:
         out.update(_full_set(model, data, enc_all.mu, logits_all, g, prior_samples, triplet_indices, triplets))
+    if test:  # last, from a generator of its own: nothing above draws or computes anything else with it on
+        g_test = torch.Generator().manual_seed(seed + TEST_SEED_OFFSET)
+        enc_test, logits_test = _rows(model, data, split.test, enc_all, logits_all)
+        loss, per_vae = _cheap(model, enc_test, logits_test, data.trits[split.test], temperature, g_test)
+        out[TEST_LOSS] = loss
+        for v, name in enumerate(VAES):
+            for field, value in zip(TEST_PER_VAE, per_vae[v]):
+                out[f"{field}_{name}"] = value
     model.train(was_training)
-    return {key: out.get(key) for key in metric_names(rho is not None)}
+    return {key: out.get(key) for key in metric_names(rho is not None, test)}
+
+
+def _rows(
+    model: DualVAE,
+    data: OperationSet,
+    rows: torch.Tensor,
+    enc_all: Encoding | None,
+    logits_all: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[Encoding, tuple[torch.Tensor, torch.Tensor]]:
+    """The codes and decoded logits of one split's ``rows``: sliced from the pass over all operations when there
+    is one, else from a pass over those rows alone (bit for bit the same slices, tests/test_metrics.py)."""
+    if enc_all is not None and logits_all is not None:
+        return Encoding(enc_all.mu[:, rows], enc_all.logvar[:, rows]), (logits_all[0][rows], logits_all[1][rows])
+    enc = encode_in_chunks(model, data.trits[rows])
+    return enc, decode_in_chunks(model, enc.mu)
+
+
+def _cheap(
+    model: DualVAE,
+    enc: Encoding,
+    logits: tuple[torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+    temperature: float,
+    g: torch.Generator,
+) -> tuple[float, list[tuple[float, float, float]]]:
+    """The cheap fields of one split: the unweighted loss (CE at z sampled from ``g``, plus KL), and per VAE its
+    (exact match, trit accuracy, KL)."""
+    z = DualVAE.sample(enc, temperature, g)
+    ce = torch.stack([reconstruction_ce(lg, x) for lg in model.decode(z)])
+    kl = gaussian_kl(enc.mu, enc.logvar).sum(-1).mean(-1)
+    per_vae = [(exact_match(logits[v], x), trit_accuracy(logits[v], x), float(kl[v])) for v in range(len(VAES))]
+    return float(ce.sum() + kl.sum()), per_vae

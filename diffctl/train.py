@@ -187,7 +187,8 @@ class Trainer:
         return {"status": STATUS_DIVERGED, "reason": reason}
 
     def evaluate(self, full: bool) -> dict:
-        """The evaluation metrics of the model as it is (the full set, or None for it without ``full``)."""
+        """The evaluation metrics of the model as it is (the full set, or None for it without ``full``; the test
+        split's fields with ``eval.test_split``)."""
         ev = self.config.eval
         return evaluate(
             self.model,
@@ -200,6 +201,7 @@ class Trainer:
             temperature=self.config.model.temperature,
             rho=self.arm.eval_rho() if self.arm.moves_rho() else None,
             full=full,
+            test=ev.test_split,
         )
 
     def run_epoch(self) -> dict:

@@ -1,4 +1,5 @@
-"""``diffctl study run | resume | status | dashboard``: the study subcommands (argparse lives in ``diffctl/cli.py``).
+"""``diffctl study run | check | resume | status | dashboard | spec show``: the study subcommands (argparse lives in
+``diffctl/cli.py``).
 
 ``run`` and ``resume`` return the study directory; the command line (``diffctl/cli.py``) then prints it and runs
 the analysis, so that this layer never imports pandas. Bad input raises :class:`diffctl.errors.InputError` before anything is created.
@@ -28,12 +29,24 @@ def spec_path(spec: str) -> str:
 
 
 def main(args: argparse.Namespace) -> Path | None:
-    """Dispatch ``args.study_command``; returns the study directory after run/resume, None after status."""
+    """Dispatch ``args.study_command``; returns the study directory after run/resume, None after the others."""
     if args.study_command == "status":
         from .status import status_lines, storage_lines
 
         directory = Path(args.dir).absolute()
         print("\n".join(storage_lines(directory) or status_lines(directory)))
+        return None
+    if args.study_command == "spec":
+        from .spec.show import spec_reference_lines
+
+        print("\n".join(spec_reference_lines()))
+        return None
+    if args.study_command == "check":
+        from .check import check_command
+
+        spec = spec_path(args.spec)
+        refuse_config(spec)
+        check_command(spec, name=args.name, storage=args.storage, max_concurrent=args.max_concurrent)
         return None
     if args.study_command == "dashboard":
         from .dashboard import dashboard_command

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ray
 from ray import tune
@@ -27,12 +28,15 @@ from diffctl.errors import InputError
 from diffctl.provenance import code_version
 from diffctl.files import atomic_write_text
 
+from .check import checked_run
 from .cluster import check_storage
+from .driver import driver_lock
 from .journal import journal_storage
 from .phases.pbt import EXPERIMENTS as PBT_EXPERIMENTS
 from .phases.pbt import MemberPBT, experiment_name, remove_checkpoints, write_schedule
 from .phases.search import SearchPruner, close_orphans, study_name
 from .progress import ProgressCallback, StudyProgress, install
+from .quiet import RESTORE_ANALYSIS_LOGGER, TOKEN_SETUP_LOGGER, TUNE_LOGGER, UNFINISHED_ERROR, quiet
 from .searcher import StudySearch
 from .snapshot import atomic_snapshots, check_snapshot
 from .spec import SPEC_FILE, StudySpec, check_resources, dump_spec, load_spec
@@ -57,11 +61,6 @@ from .trialdir import (
 # a new trial in its place. The new output engine prints an experiment banner even at verbose=0; the legacy
 # one is silent at 0.
 _RAY_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2", "RAY_AIR_NEW_OUTPUT": "0"}
-_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
-_RESTORE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
-# Tune's own resume hint after an interrupt ("Resume experiment with: Tuner.restore(...)"): the study's is
-# `diffctl study resume`, which also restores the PBT Tuners and the searcher's state around it.
-_TUNE_LOGGER = "ray.tune.tune"
 EXPERIMENT = "ray"  # the Tune experiment directory inside the study directory
 # The local Ray starts one idle worker per core at once; each imports these before taking work, while the driver
 # sets the study up. Trial actors then start on them (see _plain_trial_actors) with torch, the project and
@@ -80,19 +79,14 @@ def run_study(
     spec_path: str, *, name: str | None, storage: str, address: str | None, max_concurrent: int | None
 ) -> Path:
     """``diffctl study run``: validate the spec, create ``<storage>/<name>/`` and run every phase."""
-    spec = load_spec(spec_path, name=name, max_concurrent=max_concurrent)
-    study_dir = Path(storage).absolute() / spec.name
-    existing = next(p for p in study_dir.parents if p.exists())  # the storage, or the ancestor it is made in
-    if not existing.is_dir():
-        raise InputError(f"--storage {storage}: {existing} is not a directory")
-    if study_dir.exists():
-        raise InputError(f"--name {spec.name}: {study_dir} exists (resume it with: diffctl study resume {study_dir})")
+    spec, study_dir = checked_run(spec_path, name=name, storage=storage, max_concurrent=max_concurrent)
     address = connect(spec, address)
     try:
         if address is not None:  # every node writes its trials' files into the study directory
             check_storage(study_dir, f"--storage {storage}")
         create_study_dir(study_dir, spec, address)
-        run_phases(study_dir, spec)
+        with driver_lock(study_dir):  # held for the driver's lifetime: `study status` knows it runs
+            run_phases(study_dir, spec)
     finally:
         ray.shutdown()
     return study_dir
@@ -106,15 +100,22 @@ def create_study_dir(study_dir: Path, spec: StudySpec, address: str | None) -> N
 
 
 def resume_study(directory: str, *, address: str | None) -> Path:
-    """``diffctl study resume``: continue the unfinished phases of a study directory."""
+    """``diffctl study resume``: continue the unfinished phases of a study directory (refused while another
+    driver runs it: ``study.driver``)."""
     study_dir = Path(directory).absolute()
-    state = read_state(study_dir)
+    read_state(study_dir)
     try:  # its metrics passed the probe when the study started
         spec = load_spec(study_dir / SPEC_FILE, probe=False)
     except InputError as exc:
         raise InputError(f"{study_dir / SPEC_FILE}: {exc}") from None
     for phase, arm in phase_places(spec):  # a damaged trial file is refused before Ray starts
         read_trials(study_dir / phase / arm)
+    with driver_lock(study_dir):  # (a damaged study is refused above, before the lock file is made)
+        return _resume_locked(study_dir, spec, address)
+
+
+def _resume_locked(study_dir: Path, spec: StudySpec, address: str | None) -> Path:
+    state = read_state(study_dir)
     if state.get("layout") != LAYOUT_VERSION and not state.get("finished"):
         if not all(state["phases"][phase].get(arm) == PHASE_DONE for phase in (SEARCH, CONFIRM) for arm in spec.arms):
             raise InputError(f"{study_dir}: started by an earlier diffctl ({_earlier_layout(study_dir)}); only that "
@@ -148,19 +149,19 @@ def connect(spec: StudySpec, address: str | None) -> str | None:
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    silent = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
         cores = os.cpu_count() or 1
         check_resources(spec, cores, "this machine")
         preload = {"preload_python_modules": PRELOAD}
         # A new local Ray turns token authentication on and says so in a WARNING line, which would head every
         # study's output; it stays on, unannounced.
-        with _quiet(_TOKEN_SETUP_LOGGER):
+        with quiet(TOKEN_SETUP_LOGGER):
             # address="local": a new local Ray even when `ray start` left an address file on this machine
-            ray.init(address="local", num_cpus=cores, include_dashboard=False, _system_config=preload, **quiet)
+            ray.init(address="local", num_cpus=cores, include_dashboard=False, _system_config=preload, **silent)
         return None
     try:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, **silent)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"--address {address}: cannot join a Ray cluster ({one_line(exc)})") from None
     try:
@@ -190,6 +191,10 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
         main_places = [(phase, arm) for phase, arm in phase_places(spec)
                        if not (phase == SEARCH and spec.arms[arm].is_pbt)]
         _finish(job, _fit(tuner), main_places)
+    except KeyboardInterrupt as exc:  # a Ctrl-C outside a fit (between two Tuners): resumable all the same
+        if isinstance(exc, StudyInterrupted):
+            raise
+        _interrupted(study_dir)
     finally:
         install(None)
     for arm in optuna_arms(spec):  # a PBT arm has no Optuna study
@@ -203,10 +208,26 @@ def run_phases(study_dir: Path, spec: StudySpec) -> None:
     write_state(study_dir, state)
 
 
-def _fit(tuner: tune.Tuner) -> tune.ResultGrid:
-    """``tuner.fit()`` without Tune's own resume hint on an interrupt (the study's follows, in ``_finish``)."""
-    with _quiet(_TUNE_LOGGER):
-        return tuner.fit()
+def _fit(tuner: tune.Tuner) -> tuple[tune.ResultGrid, bool]:
+    """``tuner.fit()`` without Tune's own resume hint on an interrupt (the study's follows, in ``_finish``), nor
+    its lines on the trials an interrupt left unfinished (the study's files say where each stands); and whether a
+    SIGINT stopped it.
+
+    Tune catches SIGINT during a fit with a handler of its own, which puts back the handler it replaced when it
+    fires and stays installed otherwise: the one it replaced is put back here, so that a Ctrl-C after the fit is
+    an ordinary KeyboardInterrupt, not a stop request nobody reads. Tune's having put it back itself is how an
+    interrupt is known even when every trial had ended by then (the fit then returns as if complete)."""
+    before = signal.getsignal(signal.SIGINT)
+    catches = threading.current_thread() is threading.main_thread() and \
+        not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    try:
+        with quiet(TUNE_LOGGER, errors=(UNFINISHED_ERROR,)), quiet(RESTORE_ANALYSIS_LOGGER):
+            results = tuner.fit()
+    finally:
+        after = signal.getsignal(signal.SIGINT)
+        if catches:
+            signal.signal(signal.SIGINT, before)
+    return results, catches and after is before
 
 
 def _trainable(job: TrialJob, cpus: float):
@@ -220,7 +241,7 @@ def _restored(experiment_dir: Path, trainable) -> tune.Tuner | None:
     check_snapshot(experiment_dir)
     # Tune reads the old run's results first and warns of the trials that were running at the kill and had sent
     # none (buffered); their own files say where they stand, and they run on below.
-    with _quiet(_RESTORE_ANALYSIS_LOGGER):
+    with quiet(RESTORE_ANALYSIS_LOGGER):
         return tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
 
 
@@ -250,18 +271,6 @@ def _member_cpus(spec: StudySpec) -> float:
     synchronous population needs every member created.)"""
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=spec.cpus_per_trial)
     return max(float(spec.cpus_per_trial), largest / spec.max_concurrent)
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Hide a library logger's warnings (not its errors) for the duration of the block."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _buffer_results(spec: StudySpec, population: bool = False) -> None:
@@ -325,13 +334,15 @@ def _new_population(study_dir: Path, spec: StudySpec, arm: str, replicate: int, 
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
-def _finish(job: TrialJob, results: tune.ResultGrid, places: list[tuple[str, str]]) -> None:
+def _finish(job: TrialJob, fitted: tuple[tune.ResultGrid, bool], places: list[tuple[str, str]]) -> None:
     """Check that every trial of a Tuner's ``places`` (phase, arm) ended, and give a final status to those Ray
     ended without their trainable saying so: ``error`` (the actor died past its retries; or a trial directory
     Ray no longer knows). A trial Tune ended while its own files say it still runs was interrupted (Ctrl-C): the
-    study is, and resumes it from its files."""
+    study is, and resumes it from its files; so is a study whose fit a SIGINT stopped (``fitted``: the results
+    and whether it did, :func:`_fit`), even where every trial had ended by then."""
     study_dir, spec = Path(job.study_dir), job.spec
-    interrupted = results.num_terminated + results.num_errors < len(results)
+    results, stopped = fitted
+    interrupted = stopped or results.num_terminated + results.num_errors < len(results)
     known = set()
     for result, config in _with_configs(results):
         trial_dir = job.trial_dir(config)

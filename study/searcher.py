@@ -30,7 +30,7 @@ from typing import Any
 from optuna.storages import JournalStorage
 from ray.tune.search import Searcher
 
-from .phases import ablate, audit, confirm, distill, retune
+from .phases import ablate, audit, confirm, distill, front, retune
 from .phases.search import ArmSearch, stopped_reason
 from .progress import live_progress
 from .spec.plan import (
@@ -38,6 +38,7 @@ from .spec.plan import (
     AUDIT,
     CONFIRM,
     DISTILL,
+    FRONT,
     RETUNE,
     SEARCH,
     Planned,
@@ -49,7 +50,7 @@ from .spec.plan import (
 from .spec.schema import StudySpec
 from .trialdir import STOPPED, mark_finished, read_metrics
 
-PLANNERS = {CONFIRM: confirm, AUDIT: audit, DISTILL: distill, RETUNE: retune, ABLATE: ablate}
+PLANNERS = {FRONT: front, CONFIRM: confirm, AUDIT: audit, DISTILL: distill, RETUNE: retune, ABLATE: ablate}
 
 
 class StudySearch(Searcher):
@@ -91,7 +92,7 @@ class StudySearch(Searcher):
             key = (place.phase, place.label)
             if key in self._closed:
                 continue
-            if place.after not in self._closed:
+            if not self._closed.issuperset(place.after):
                 waiting = True
                 continue
             if key not in self._plans:

@@ -38,6 +38,13 @@ class SearchSpace:
     def __init__(self, space: dict[str, Distribution]) -> None:
         self.space = {key: space[key] for key in sampling_order(space)}
 
+    def encoded(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` as Optuna holds them (a list or mapping choice as its JSON text): what
+        ``Study.enqueue_trial`` takes to make a trial that suggests exactly ``params``."""
+        return {key: json.dumps(value, sort_keys=True)
+                if isinstance(self.space.get(key), CategoricalDistribution) and isinstance(value, (list, dict))
+                else value for key, value in params.items()}
+
     def __call__(self, trial: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for key, dist in self.space.items():

@@ -47,6 +47,7 @@ from .spec.ranking import tune_metrics
 from .spec.schema import StudySpec
 from .trialdir import (
     ABLATE,
+    AUDIT,
     DISTILL,
     DIVERGED,
     ERROR,
@@ -67,6 +68,9 @@ from .trialdir import (
     write_info,
     write_metrics,
 )
+
+
+SEARCH_LIKE = (SEARCH, AUDIT, RETUNE)  # phases whose runs stand for search decisions: no test split
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,15 @@ class TrialJob:
         return info
 
     def trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
-        """The diffctl config (as a dict) a trial trains with."""
+        """The diffctl config (as a dict) a trial trains with. The runs whose numbers a reader quotes (the front,
+        confirmation, distilled and ablation runs) also evaluate the held-out test split (``eval.test_split``);
+        the runs that stand for search decisions (search, audit, retune) do not. The study's decisions read the val
+        split alone."""
+        data = self._trial_config(info, config)
+        data.setdefault("eval", {})["test_split"] = info.phase not in SEARCH_LIKE
+        return data
+
+    def _trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
         seed = None if info.phase == SEARCH else info.seed
         if "arm_config" in config:  # a distilled run, or a confirmation run of a PBT arm's schedule
             return distilled_trial_config(self.spec, {"source_arm": info.arm, **config}, seed)

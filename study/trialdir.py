@@ -25,7 +25,7 @@ from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
 
-from .spec.plan import ABLATE, AUDIT, CONFIRM, DISTILL, PHASES, RETUNE, SEARCH, member_name
+from .spec.plan import ABLATE, AUDIT, CONFIRM, DISTILL, FRONT, PHASES, RETUNE, SEARCH, member_name
 
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
 TRAINER_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
@@ -37,7 +37,7 @@ FINISHED = (OK, DIVERGED, ERROR, STOPPED)
 ABANDONED = "abandoned: started after the last experiment snapshot of a killed driver, replaced by a new trial"
 
 Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]  # what Parquet stores
-__all__ = ["ABLATE", "AUDIT", "CONFIRM", "DISTILL", "PHASES", "RETUNE", "SEARCH"]  # re-exported for the readers
+__all__ = ["ABLATE", "AUDIT", "CONFIRM", "DISTILL", "FRONT", "PHASES", "RETUNE", "SEARCH"]  # re-exported for the readers
 
 
 def schedule_file(replicate: int) -> str:
@@ -231,11 +231,10 @@ def read_trials(experiment_dir: Path) -> list[TrialSummary]:
     return out
 
 
-def in_training(trial_dir: Path) -> bool:
-    """Whether a process trains the trial now: it holds the flock of the trial's ``.lock`` (a trial whose
-    ``trial.json`` says running after an interrupt or a killed driver does not)."""
+def lock_held(path: Path) -> bool:
+    """Whether some process holds an exclusive flock on ``path`` (the kernel frees it when that process dies)."""
     try:
-        fd = os.open(trial_dir / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -245,6 +244,12 @@ def in_training(trial_dir: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def in_training(trial_dir: Path) -> bool:
+    """Whether a process trains the trial now: it holds the flock of the trial's ``.lock`` (a trial whose
+    ``trial.json`` says running after an interrupt or a killed driver does not)."""
+    return lock_held(trial_dir / LOCK_FILE)
 
 
 def mark_finished(trial_dir: Path, status: str, reason: str | None) -> None:

@@ -246,7 +246,9 @@ def test_report_tables_and_plots(analysed):
     for link in re.findall(r"\]\(([^)]+)\)", report):
         assert (analysed / link).is_file(), link
     plots = sorted((analysed / "plots").glob("*.png"))
-    assert len(plots) == 5 + 2  # expected_best.png, tradeoff.png; one trajectory plot for the distilled controller
+    # objective_per_arm, learning_curves, control_signals, optimization_history, concurrency and one trajectory plot
+    # (the distilled controller); expected_best.png, tradeoff.png
+    assert len(plots) == 6 + 2
     for path in plots:
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100

@@ -27,12 +27,12 @@ from analysis.runs import winner_runs
 from study.dashboard import read_only_storage
 from study.spec import spec_from_dict
 from study.spec.ranking import ranking_score
-from tiny_specs import run_diffctl, spec_variant, write_spec
+from tiny_specs import run_study, spec_variant
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
 SPEC = spec_variant(
-    name="protocol", epochs=EPOCHS, sampler_seed=1, search_batch=1, search_replicates=2,
+    name="protocol", epochs=EPOCHS, sampler_seed=1, search_batch=1, search_replicates=2, defaults_first=False,
     constraints=["val_exact_match_A >= 0.0"], asha={"grace_period": 1, "reduction_factor": 2},
     audit={"per_arm": 2}, confirm={"top_k": 1, "seeds": [1001, 1002]},
     arms={
@@ -46,10 +46,7 @@ SPEC = spec_variant(
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("protocol")
-    done = run_diffctl("study", "run", str(write_spec(root, SPEC)), "--storage", str(root / "results"), timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return root / "results" / "protocol"
+    return run_study(tmp_path_factory.mktemp("protocol"), SPEC)
 
 
 def _records(trial_dir: Path) -> list[dict]:
@@ -135,7 +132,8 @@ def test_replicates_are_searched_confirmed_and_reported_apart(study):
     assert "### Search replicates" in (study / "report.md").read_text()
     paired = pd.read_csv(study / "tables" / "paired_vs_fixed.csv")
     row = paired[(paired["metric"] == "triplet_r_A") & (paired["budget"] == 1.0)].iloc[0]
-    assert row["replicates"] == 2 and 0.0 <= row["p_better"] <= 1.0 and row["n_pairs"] == 2
+    assert row["replicates_arm"] == row["replicates_reference"] == 2 and row["level"] == "pipeline"
+    assert 0.0 <= row["p_better"] <= 1.0 and row["n_pairs"] == 2
 
 
 def test_the_dashboard_lists_every_replicate(study):

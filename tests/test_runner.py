@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,7 @@ def test_an_interrupted_study_says_how_to_resume_it_once_and_shows_nothing_runni
     assert driver.returncode == 130, err[-2000:]
     assert f"resume with: diffctl study resume {study_dir}" in out
     assert "Tuner.restore" not in out + err and "Resume experiment" not in out + err, err[-2000:]
+    assert not re.search(r"\b(WARNING|ERROR)\b", out + err), err[-2000:]  # no library's line (test_interrupt.py)
     status = run_diffctl("study", "status", str(study_dir)).stdout
     rows = [line.split() for line in status.splitlines() if line.startswith("search")]
     assert rows and all(row[7] == "0" and row[2] != "running" for row in rows), status  # column run: 0

@@ -154,8 +154,11 @@ def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
     from study.spec.plan import ablated_arms
 
     axes = {"rho": {"zero": {"arm.rho": 0.0}, "as centre": {"arm.rho": 0.3}},
-            "kl": {"huge": {"arm.w_kl": 5000.0}}}  # out of the arm's range: a value, not a key, is no load error
-    spec = load_spec(write_spec(tmp_path, spec_variant(ablate={"arm": "fixed", "seeds": [1002], "axes": axes})))
+            "kl": {"huge": {"arm.w_kl": 5000.0}}}  # out of the arm's range: no centre takes it
+    with pytest.raises(InputError, match=r"^ablate.axes.kl.huge.arm.w_kl: input should be less than or equal to 1000"):
+        load_spec(write_spec(tmp_path, spec_variant(ablate={"arm": "fixed", "seeds": [1002], "axes": axes})))
+    loaded = {"rho": axes["rho"], "kl": {"huge": {"arm.w_kl": 500.0}}}
+    spec = load_spec(write_spec(tmp_path, spec_variant(ablate={"arm": "fixed", "seeds": [1002], "axes": loaded})))
     assert spec_from_dict(yaml.safe_load(dump_spec(spec))) == spec
     assert [label for label, *_ in ablated_arms(spec)] == [
         "fixed.ablate.rho.zero", "fixed.ablate.rho.as_centre", "fixed.ablate.kl.huge"]
@@ -253,13 +256,13 @@ def test_a_grace_period_not_longer_than_a_warm_up_is_refused(tmp_path):
     """A rung must not judge a trial during its hold or blend warm-up: the spec check refuses a grace period that is
     not longer than the longest warm-up an arm can have (here 3 epochs of hold), naming both."""
     arms = {"ctl": _controller_arm(warmup="hold")}
-    refused = spec_variant(epochs=6, arms=arms, asha={"grace_period": 3, "reduction_factor": 2})
+    refused = spec_variant(epochs=6, arms=arms, reference="ctl", asha={"grace_period": 3, "reduction_factor": 2})
     with pytest.raises(InputError, match=r"^asha.grace_period: 3 is not longer than the 3-epoch warm-up arm ctl"):
         load_spec(write_spec(tmp_path, refused), probe=False)
     for fine in ({"grace_period": 4, "reduction_factor": 2}, None):  # a longer grace, or no early stopping
-        load_spec(write_spec(tmp_path, spec_variant(epochs=6, arms=arms, asha=fine)), probe=False)
+        load_spec(write_spec(tmp_path, spec_variant(epochs=6, arms=arms, reference="ctl", asha=fine)), probe=False)
     # a warm-up that does not hold the controller back (init at the defaults) leaves any grace period free
-    free = spec_variant(epochs=6, arms={"ctl": _controller_arm(warmup="init_at_defaults")},
+    free = spec_variant(epochs=6, arms={"ctl": _controller_arm(warmup="init_at_defaults")}, reference="ctl",
                         asha={"grace_period": 1, "reduction_factor": 2})
     load_spec(write_spec(tmp_path, free), probe=False)
 
@@ -278,7 +281,7 @@ def test_an_option_that_changes_only_inert_keys_is_not_applicable(tmp_path):
     from study.confirmed import NOT_APPLICABLE, RUNS, option_status
 
     arms = {"ctl": _controller_arm(objective="same_loss")}
-    spec = load_spec(write_spec(tmp_path, spec_variant(arms=arms)), probe=False)
+    spec = load_spec(write_spec(tmp_path, spec_variant(arms=arms, reference="ctl")), probe=False)
     status, reason = option_status(spec, "ctl", {"arm.warmup_epochs": 1}, 1001, {"arm.lookahead_every": 4})
     assert status == NOT_APPLICABLE
     assert reason == "arm.lookahead_every has no effect under arm.objective: same_loss"
@@ -293,7 +296,7 @@ def test_a_retuned_option_is_checked_and_runs_its_own_search(tmp_path):
                  "retune": {"budget": 3, "space": {"arm.virtual_lr": {"type": "float", "low": 1e-4, "high": 1e-2,
                                                                       "log": True}}}}
     axes = {"objective": {"lookahead": lookahead}}
-    spec = load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()},
+    spec = load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()}, reference="ctl",
                                                        ablate={"arm": "ctl", "axes": axes})), probe=False)
     label = "ctl.ablate.objective.lookahead"
     assert [(p, lab) for p, lab in phase_places(spec) if lab == label] == [("retune", label), ("ablate", label)]
@@ -304,5 +307,5 @@ def test_a_retuned_option_is_checked_and_runs_its_own_search(tmp_path):
     bad = {"objective": {"lookahead": {**lookahead, "retune": {"budget": 2, "space": {
         "arm.virtual_lr": {"type": "float", "low": 1e-4, "high": 100.0}}}}}}
     with pytest.raises(InputError, match=r"^ablate.axes.objective.lookahead.retune.space: arm.virtual_lr"):
-        load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()},
+        load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()}, reference="ctl",
                                                     ablate={"arm": "ctl", "axes": bad})), probe=False)

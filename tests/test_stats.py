@@ -17,7 +17,6 @@ from analysis.stats import (
     describe,
     detectable_difference,
     holm,
-    p_better,
     paired_test,
     seeds_needed,
     t_interval,
@@ -113,18 +112,25 @@ def test_describe_says_why_no_test_ran():
     assert describe(row.to_frame().T.itertuples().__next__()) == "+0.05, not tested (one pair; n = 1)"
 
 
-def test_p_better_is_the_share_of_same_seed_pairs_the_arm_wins():
-    """A hand computation on a small table: seed 1: A (replicates) 0.70, 0.60 against B 0.65, 0.65 -> wins 2 of 4
-    pairs; seed 2: A 0.80 against B 0.70, 0.80 -> 1 win, 1 tie (one half); seed 3 only in A: left out. P = (2 + 1.5)
-    / 6. With larger = better reversed (min), the wins are the losses and the tie stays a half."""
-    a = {1: [0.70, 0.60], 2: [0.80], 3: [0.99]}
-    b = {1: [0.65, 0.65], 2: [0.70, 0.80]}
-    got = p_better(a, b, "max", resamples=200, seed=1)
-    assert got["p_better"] == pytest.approx(3.5 / 6)
-    assert p_better(a, b, "min", resamples=200)["p_better"] == pytest.approx(2.5 / 6)
-    assert 0.0 <= got["p_better_low"] <= got["p_better"] <= got["p_better_high"] <= 1.0
-    assert p_better(a, b, "max", resamples=200, seed=1) == got  # the bootstrap is seeded
-    assert math.isnan(p_better({1: [1.0]}, {1: [0.0]}, "max")["p_better_low"])  # one seed: no interval
+def test_a_difference_needs_its_interval_to_exclude_zero_and_inside_the_margin_is_equivalent():
+    """The verdict rests on the row's interval as well as its corrected p (a bootstrap interval need not agree
+    with the t-test); a difference the TOST puts inside the margin is equivalent even when the difference test
+    rejects too (detectably different), never better."""
+    assert verdict(0.1, 0.01, float("nan"), "max", (0.02, 0.18)) == BETTER
+    assert verdict(0.1, 0.01, float("nan"), "max", (-0.01, 0.18)) == INCONCLUSIVE  # the interval includes zero
+    assert verdict(-0.1, 0.01, float("nan"), "max", (-0.2, -0.01)) == WORSE
+    assert verdict(0.005, 1e-6, 1e-4, "max", (0.004, 0.006)) == EQUIVALENT
+    rows = pd.DataFrame([
+        {"metric": "r", "mode": "max", "mean_diff": 0.005, "ci_low": 0.004, "ci_high": 0.006, "p_value": 1e-6,
+         "p_equivalent": 1e-4},
+        {"metric": "r", "mode": "max", "mean_diff": 0.2, "ci_low": -0.05, "ci_high": 0.4, "p_value": 0.001,
+         "p_equivalent": 0.9},
+    ])
+    out = decide(rows, ["metric"])
+    assert out["verdict"].tolist() == [EQUIVALENT, INCONCLUSIVE]
+    assert out["detectably_different"].tolist() == [True, False]
+    text = describe(next(out.assign(n_pairs=3, detectable=0.1, margin=0.02).iloc[[0]].itertuples()))
+    assert text.endswith("equivalent within ±0.02 (TOST Holm p = 0.0002) (detectably different)")
 
 
 def test_seeds_needed_to_detect_a_margin_at_80_percent_power():

@@ -53,3 +53,11 @@ def run_diffctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
     return subprocess.run(
         [DIFFCTL, *args], capture_output=True, text=True, timeout=timeout, env=diffctl_env(), check=False
     )
+
+
+def run_study(root: Path, spec: dict, timeout: float = 900) -> Path:
+    """``diffctl study run`` of ``spec`` (written under ``root``) into ``root/results``; the study's directory."""
+    done = run_diffctl("study", "run", str(write_spec(root, spec)), "--storage", str(root / "results"),
+                       timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return root / "results" / spec["name"]

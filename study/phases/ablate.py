@@ -13,34 +13,46 @@ option against the tuned centre.
 An option whose resolved config equals the centre's is "same as the centre" and runs nothing; one whose config
 diffctl refuses for this centre (say a statistic its ``stats_source`` cannot provide), or that changes only keys
 without effect under the rest of it (a lookahead cadence under a same-loss centre), is "not applicable" with the
-reason, and runs nothing either. Each option is an arm label of its own, ``<arm>.ablate.<axis>.<option>``
-(spaces written as ``_``), in the phase ``ablate`` (``<study>/ablate/<label>/s<seed>/``); the plan — every
-option with its status, the centre and its runs, and what each retuned option picked — is written to
-``<study>/ablate.json`` whenever an option is planned.
+reason, and runs nothing either. Two options (of one question or of two) that resolve to the same
+configuration run once: the first in spec order runs, the other is "same as <the first's label>" (``same_as``
+names it) and runs nothing. The same configuration is the same effective one (:func:`effective_config`): keys
+without effect under the rest of it (diffctl's ``inert_keys``) left out, a controller's default statistics spelt
+out, and its ``stats_source`` left out when it reads no decoder-side statistic (then no source changes a value) —
+so ``stats`` = the encoder-side set and ``stats_source: encoder`` are one configuration. An option with a
+``retune`` section runs what its own search picked and is never merged.
+
+Each option is an arm label of its own, ``<arm>.ablate.<axis>.<option>`` (spaces written as ``_``), in the
+phase ``ablate`` (``<study>/ablate/<label>/s<seed>/``); the plan — every option with its status, the centre and
+its runs, and what each retuned option picked — is written to ``<study>/ablate.json`` whenever an option is
+planned.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
+from pydantic import model_validator
 
-from diffctl.config import first_error
+from diffctl.arms.statistics import default_stats, needs_decoder
+from diffctl.config import config_from_dict, first_error
 from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 from diffctl.schema import Section
 
 from ..confirmed import NOT_APPLICABLE, RUNS, SAME, confirmed_configuration, option_status
+from ..spec.configs import trial_config
 from ..spec.plan import Planned, ablate_name, ablate_seeds, ablated_arms
 from ..spec.ranking import ranking_score
 from ..spec.schema import StudySpec
 from ..trialdir import ABLATE, CONFIRM, NO_FILE, OK, RETUNE, read_json, read_trials
 
 PLAN_FILE = "ablate.json"
-__all__ = ["NOT_APPLICABLE", "RUNS", "SAME"]  # the option statuses, re-exported for the readers
+SAME_AS = "same as "  # the status of an option whose configuration another option runs: "same as <its label>"
+__all__ = ["NOT_APPLICABLE", "RUNS", "SAME", "SAME_AS"]  # the option statuses, re-exported for the readers
 
 
 class PlannedOption(Section):
@@ -48,12 +60,23 @@ class PlannedOption(Section):
     option: str
     label: str
     overrides: dict[str, Any]
-    status: Literal["runs", "same as the centre", "not applicable"]
+    # runs | same as the centre | not applicable | same as <label> (the option that runs this configuration)
+    status: str
     reason: str | None = None  # why not applicable
+    same_as: str | None = None  # the label of the option that runs this option's configuration (its runs: none)
     # an option with a retune section: the retune run the ranking rule put first and the values it drew (null:
     # no retune, or none of its runs finished)
     retune_trial: str | None = None
     retuned: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _known_status(self) -> "PlannedOption":
+        if self.same_as is not None and self.status != SAME_AS + self.same_as:
+            raise ValueError(f"status: {self.status!r} is not {SAME_AS + self.same_as!r} (same_as {self.same_as!r})")
+        if self.same_as is None and self.status not in (RUNS, SAME, NOT_APPLICABLE):
+            raise ValueError(f"status: {self.status!r} is none of {RUNS!r}, {SAME!r}, {NOT_APPLICABLE!r}, "
+                             f"'{SAME_AS}<label>' (with same_as)")
+        return self
 
 
 class CentreRun(Section):
@@ -83,9 +106,35 @@ def retune_pick(spec: StudySpec, study_dir: Path, label: str) -> tuple[str, dict
     return best.trial_id, dict(best.info.overrides or {})
 
 
+def effective_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved trial config (``Config.to_dict()``) as it trains: two configs equal here give the same runs.
+
+    The arm's keys without effect under the rest of it (``inert_keys``) are left out; a controller's ``stats``
+    (null: the default of its source) are spelt out, and its ``stats_source`` is left out when none of them is
+    decoder-side (the source only decides where decoder-side statistics come from, ``diffctl.arms.statistics``).
+    """
+    options = config_from_dict(config).arm
+    arm = dict(config["arm"])
+    for key in (options.inert_keys() if hasattr(options, "inert_keys") else {}):
+        arm.pop(key, None)
+    if "stats" in arm and "stats_source" in arm:
+        stats = tuple(arm["stats"]) if arm["stats"] is not None else default_stats(arm["stats_source"])
+        arm["stats"] = list(stats)
+        if not needs_decoder(stats):
+            del arm["stats_source"]
+    return {**config, "arm": arm}
+
+
+def _configuration(spec: StudySpec, arm: str, params: dict[str, Any], seed: int,
+                   overrides: dict[str, Any]) -> dict[str, Any]:
+    """The effective config an option runs on ``seed`` (an option that runs: diffctl accepts it)."""
+    return effective_config(config_from_dict(trial_config(spec, arm, params, seed, overrides)).to_dict())
+
+
 def plan_ablation(spec: StudySpec, study_dir: Path, arm: str) -> AblationPlan:
     """The ablation around the arm's confirmed configuration (its confirmation runs have all ended; the retunes
-    of the options that have one, as far as they have run)."""
+    of the options that have one, as far as they have run). An option that would run the configuration of an
+    earlier one (spec order; neither with a retune section) is ``same as <its label>`` and runs nothing."""
     seeds = ablate_seeds(spec)
     found = confirmed_configuration(spec, study_dir, arm)
     options = []
@@ -97,13 +146,24 @@ def plan_ablation(spec: StudySpec, study_dir: Path, arm: str) -> AblationPlan:
         for run in found[1]:
             by_seed.setdefault(run.info.seed, run.trial_id)
         runs = [CentreRun(seed=s, trial_id=by_seed[s]) for s in seeds if s in by_seed]
+    configurations: list[tuple[dict[str, Any], str]] = []  # (effective config, label) of each option that runs
     for label, _, axis, option in ablated_arms(spec):
         overrides = spec.ablate.overrides(axis, option)
         status, reason = (NOT_APPLICABLE, f"{arm} has no confirmed configuration") if found is None else \
             option_status(spec, arm, params, seeds[0], overrides)
-        pick = retune_pick(spec, study_dir, label) if spec.ablate.retune(axis, option) is not None else None
+        retunes = spec.ablate.retune(axis, option) is not None
+        same_as = None
+        if status == RUNS and not retunes:
+            configuration = _configuration(spec, arm, params, seeds[0], overrides)
+            same_as = next((first for config, first in configurations if config == configuration), None)
+            if same_as is None:
+                configurations.append((configuration, label))
+            else:
+                status = SAME_AS + same_as
+        pick = retune_pick(spec, study_dir, label) if retunes else None
         options.append(PlannedOption(axis=axis, option=option, label=label, overrides=overrides, status=status,
-                                     reason=reason, retune_trial=pick and pick[0], retuned=pick and pick[1]))
+                                     reason=reason, same_as=same_as, retune_trial=pick and pick[0],
+                                     retuned=pick and pick[1]))
     return AblationPlan(arm=arm, centre=found and found[0], params=params, seeds=seeds, runs=runs, options=options)
 
 

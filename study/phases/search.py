@@ -15,7 +15,8 @@ intermediate value. A trial that ran every epoch is ``COMPLETE`` with its final 
 constraints (``Trial.set_constraint``, <= 0 satisfied), so TPE and ``best_trial`` see the feasibility the study's
 ranking uses; a trial early stopping stopped is ``PRUNED`` (its intermediate values end at the rung); a
 diverged or failed trial is ``FAIL``. User attributes: ``name``, ``slot``, ``batch``, ``replicate``,
-``params`` (the sampled params as JSON), ``sampling`` (TPE's start-up or its model), and at the end
+``params`` (the sampled params as JSON), ``sampling`` (``defaults``: the first trial of every replicate, the
+arm's own defaults, ``study.spec.reference``, which no rung stops; then TPE's start-up or its model), and at the end
 ``ray_trial_id``, ``status``, ``epochs``, ``reason``. The other objectives are reported by the analysis, not
 searched.
 
@@ -49,6 +50,7 @@ from ..spec.configs import rung_epochs
 from ..spec.constraints import is_finite_number
 from ..spec.plan import search_name
 from ..spec.ranking import constraint_values, rung_score
+from ..spec.reference import DEFAULTS, default_params
 from ..spec.schema import StudySpec
 from ..space import SearchSpace
 from ..trialdir import ERROR, FINISHED, OK, SEARCH, read_info, read_metrics, read_trials
@@ -174,10 +176,14 @@ class ArmSearch:
             # TPE draws at random while the study has fewer finished trials than its start-up count (Optuna 5,
             # TPESampler._sample_relative): count them as it does, before it asks.
             finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            defaults = slot == 0 and self.spec.defaults_first
+            if defaults and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                # the arm's own defaults first (a killed driver's enqueued trial is still waiting: not twice)
+                study.enqueue_trial(self._space.encoded(default_params(self.spec, self.arm)))
             _reseed(study.sampler, arm_sampler_seed(self.spec, self.arm, self.replicate) + slot)
             trial = study.ask()
             params = self._space(trial)
-            sampling = RANDOM if finished < self.spec.arms[self.arm].startup() else MODEL
+            sampling = DEFAULTS if defaults else RANDOM if finished < self.spec.arms[self.arm].startup() else MODEL
             attrs = {"name": search_name(self.replicate, slot), "replicate": self.replicate,
                      "batch": slot // self.spec.search_batch, "params": json.dumps(params, sort_keys=True),
                      "sampling": sampling, "slot": slot}  # the slot last: it marks the ask complete
@@ -321,8 +327,8 @@ class SearchPruner(FIFOScheduler):
         epoch = result.get("epoch")
         if config.get("phase") != SEARCH or "batch" not in config or epoch not in self.rungs:
             return TrialScheduler.CONTINUE
-        if result.get("status") != OK:
-            return TrialScheduler.CONTINUE  # a diverged record ends the trial anyway
+        if result.get("status") != OK or config.get("sampling") == DEFAULTS:
+            return TrialScheduler.CONTINUE  # a diverged record ends the trial anyway; no rung stops the defaults
         return TrialScheduler.STOP if self.stops(config, result) else TrialScheduler.CONTINUE
 
     def stops(self, config: dict[str, Any], record: dict[str, Any]) -> bool:

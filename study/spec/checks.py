@@ -16,11 +16,13 @@ from diffctl.arms.controller import first_controlled_epoch
 from diffctl.arms.piecewise import CONTROL_KEYS
 from diffctl.config import Config, ConfigError, config_from_dict
 from diffctl.config import format_validation_error as format_config_error
+from diffctl.suggest import closest_key
 
 from .configs import trial_config
 from .errors import SpecError
 from .plan import ablate_label
 from .probe import check_metric, record_fields
+from .reference import check_defaults, check_front
 from .schema import (
     DERIVED_METRICS,
     RETUNE_KEY,
@@ -56,6 +58,7 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
         raise SpecError(f"base: {exc}") from None
     for label, arm in spec.arms.items():
         _check_arm(spec, label, arm)
+    check_reference(spec)
     if len(set(spec.confirm.seeds)) != len(spec.confirm.seeds):
         raise SpecError(f"confirm.seeds: repeated seed in {spec.confirm.seeds}")
     if len({o.metric for o in spec.objectives}) != len(spec.objectives):
@@ -65,6 +68,8 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
     uses = spec.named_metrics()  # parses every constraint: a malformed one is refused here
     uses += [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
     check_ablate(spec)
+    check_defaults(spec)
+    check_front(spec)
     if not probe:
         return
     probed: dict[str, dict[str, Any]] = {}
@@ -239,6 +244,7 @@ def check_ablate(spec: StudySpec) -> None:
                 if key in fixed:
                     raise SpecError(f"{where}.{key}: not ablatable, set by {fixed[key]}")
             _check_override_keys(spec, ablate.arm, where, ablate.overrides(axis, option))
+            _check_override_values(spec, ablate.arm, where, ablate.overrides(axis, option))
             _check_retune(spec, axis, option, where)
 
 
@@ -272,8 +278,7 @@ def _check_ablate_label(where: str, label: str) -> None:
 
 def _check_override_keys(spec: StudySpec, arm: str, where: str, overrides: dict[str, Any]) -> None:
     """Refuse a key that no config of the arm's kind has: one the schema does not know, or one that goes on below
-    a value (``arm.rho.x``). A value the arm refuses is no load error: whether it applies depends on the centre
-    (the option is then "not applicable" when planned)."""
+    a value (``arm.rho.x``). Values: :func:`_check_override_values`."""
     base = trial_config(spec, arm, {})
     try:
         Config.model_validate(trial_config(spec, arm, {}, overrides=overrides))
@@ -288,6 +293,41 @@ def _check_override_keys(spec: StudySpec, arm: str, where: str, overrides: dict[
                 parts = key.split(".")
                 if len(loc) < len(parts) and parts[:len(loc)] == loc and not _has_path(base, loc):
                     raise SpecError(f"{where}.{key}: unknown key ({'.'.join(loc)} is not a section)") from None
+
+
+# pydantic error types raised by a validator that reads other keys too (``arm.stats`` against ``arm.stats_source``):
+# whether such a value applies depends on the centre, so it is judged when the option is planned, not at load.
+CROSS_KEY_ERRORS = ("value_error", "assertion_error")
+
+
+def _check_override_values(spec: StudySpec, arm: str, where: str, overrides: dict[str, Any]) -> None:
+    """Refuse a value that no configuration of the arm's kind takes (a choice it does not offer, a number out of
+    range, a wrong type), naming the option's key and what it takes. A value refused only against other keys
+    (a statistic its ``stats_source`` cannot provide) is left to the plan: "not applicable" for that centre."""
+    data = trial_config(spec, arm, {}, overrides=overrides)
+    try:
+        config = Config.model_validate(data)
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            if error["type"] not in CROSS_KEY_ERRORS:
+                raise SpecError(f"{where}.{format_config_error(error)}") from None
+        return
+    try:
+        config.eval.check_epochs(config.optim.epochs)
+    except ConfigError as exc:
+        raise SpecError(f"{where}.{exc}") from None
+
+
+def check_reference(spec: StudySpec) -> None:
+    """``reference`` names an arm of the spec, or the spec has a fixed-λ arm to compare every other arm with."""
+    arms = ", ".join(spec.arms)
+    if spec.reference is not None and spec.reference not in spec.arms:
+        match = closest_key(spec.reference, list(spec.arms))
+        hint = f"did you mean {match}?" if match else f"arms: {arms}"
+        raise SpecError(f"reference: unknown arm {spec.reference!r} ({hint})")
+    if spec.reference_arm() is None:
+        raise SpecError(f"reference: missing, and no arm to default to (the default is the first non-PBT arm whose "
+                        f"config trains arm.kind: fixed); name the arm every other arm is compared with (arms: {arms})")
 
 
 def _has_path(data: dict[str, Any], path: list[str]) -> bool:

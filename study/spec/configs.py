@@ -43,11 +43,7 @@ def trial_config(spec: StudySpec, arm: str, params: dict[str, Any], seed: int | 
 def arm_kind(spec: StudySpec, arm: str) -> Any:
     """The arm kind an arm's trials train (its config's ``arm.kind`` over the base's; diffctl's default is
     ``fixed``), read without building a trial config."""
-    section: dict[str, Any] = {}
-    for part in (spec.base.get("arm"), spec.arms[arm].config.get("arm")):
-        if isinstance(part, dict):
-            merge(section, copy.deepcopy(part))
-    return section.get("kind", "fixed")
+    return spec.arm_kind(arm)
 
 
 def rung_epochs(asha: Asha, epochs: int) -> list[int]:

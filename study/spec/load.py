@@ -78,7 +78,7 @@ def saved_spec(study_dir: str | Path) -> StudySpec:
 def load_spec(
     path: str | Path, *, name: str | None = None, max_concurrent: int | None = None, probe: bool = True
 ) -> StudySpec:
-    """Read, validate and check a spec file; returns it resolved (name and concurrency filled in).
+    """Read, validate and check a spec file; returns it resolved (name, concurrency and reference filled in).
 
     ``name`` and ``max_concurrent`` override the spec's (the ``--name`` and ``--max-concurrent`` options).
     ``probe=False`` skips the metric check (a one-step epoch per arm kind), for a spec that already passed it.
@@ -93,7 +93,7 @@ def load_spec(
         raise SpecError(f"name: {resolved_name!r} is not a valid study name (set name: in the spec or --name)")
     spec = spec.model_copy(update={"name": resolved_name, "max_concurrent": max_concurrent or spec.max_concurrent})
     check_spec(spec, probe=probe)
-    return spec
+    return spec.model_copy(update={"reference": spec.reference_arm()})  # resolved: the arm the study compares with
 
 
 def dump_spec(spec: StudySpec) -> str:

@@ -3,10 +3,12 @@ label), what each place waits for, the most trials each place can run, and the n
 runs are planned by its phase (``study.phases``) once the place it waits for has ended; here only what the spec
 alone decides.
 
-Phases: ``search`` (each arm's Optuna search, or a PBT arm's population, ``search_replicates`` times), then the
-planned phases, each waiting for one place:
+Phases: ``search`` (each arm's Optuna search, or a PBT arm's population, ``search_replicates`` times), ``front``
+(the fixed-λ front of the spec's ``front`` arm: a grid of constant settings on the front's seeds, waiting for
+nothing), then the planned phases, each waiting for the places it is made from:
 
-- ``confirm``: each arm's selected configurations on the confirmation seeds, after the arm's search;
+- ``confirm``: each arm's selected configurations on the confirmation seeds, after the arm's search (and, for the
+  front's arm, after its front: its grid points compete for its pick);
 - ``audit``: the pruning audit of an arm (``audit``), after its search;
 - ``distill``: an adaptive arm's distilled baselines, one label per variant (``<arm>.distilled_<variant>``),
   after the arm's confirmation;
@@ -17,7 +19,8 @@ planned phases, each waiting for one place:
 
 Trial names (the directory ``<study>/<phase>/<label>/<name>/``) are the same in every run of the same spec:
 ``r<replicate>-<slot>`` for a search trial (``r0-0007``), ``r<replicate>-m<member>`` for a PBT member,
-``<source>-<seed>`` for a confirmation run (``r0-0007-1001``), the name of the run it is made from for a
+``g<point>-s<seed>`` for a front run (``g07-s0``), ``<source>-<seed>`` for a confirmation run (``r0-0007-1001``;
+``r0-g07-s0-1001`` when replicate 0 picked a front point), the name of the run it is made from for a
 distilled or audited run, ``t<slot>`` for a retune run and ``s<seed>`` for an ablation run.
 
 Example::
@@ -32,16 +35,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .configs import arm_kind
+from .reference import front_points
 from .schema import StudySpec
 
-SEARCH, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE = "search", "confirm", "audit", "distill", "retune", "ablate"
-PHASES = (SEARCH, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE)
+SEARCH, FRONT, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE = (
+    "search", "front", "confirm", "audit", "distill", "retune", "ablate")
+PHASES = (SEARCH, FRONT, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE)
 STILL_KINDS = ("fixed",)  # arm kinds whose weights and rho never move: nothing to distill
 
 
 @dataclass
 class Planned:
-    """What a planned phase (``study.phases``: confirm, audit, distill, retune, ablate) makes of one place once
+    """What a planned phase (``study.phases``: front, confirm, audit, distill, retune, ablate) makes of one place once
     the place it waits for has ended: the Ray configs of its runs (``{"phase", "arm", "name", "params", "seed",
     ...}``, see ``study.searcher``) and one line for each thing worth saying about the plan (an arm with nothing
     to confirm, an ablation option that runs nothing)."""
@@ -52,12 +57,12 @@ class Planned:
 
 @dataclass(frozen=True)
 class Place:
-    """One phase of one arm label: the arm it is made from (``source``) and the place it waits for (``after``)."""
+    """One phase of one arm label: the arm it is made from (``source``) and the places it waits for (``after``)."""
 
     phase: str
     label: str
     source: str
-    after: tuple[str, str] | None  # None: a search, which waits for nothing
+    after: tuple[tuple[str, str], ...]  # (): waits for nothing
 
 
 def search_name(replicate: int, slot: int) -> str:
@@ -68,8 +73,11 @@ def member_name(replicate: int, member: int) -> str:
     return f"r{replicate}-m{member:02d}"
 
 
-def confirm_name(source: str, seed: int) -> str:
-    return f"{source}-{seed}"
+def confirm_name(source: str, seed: int, replicate: int | None = None) -> str:
+    """``<source>-<seed>``; a source that is not a search trial of ``replicate`` (a front point) is prefixed with
+    it, so that every replicate's runs have names of their own."""
+    prefix = "" if replicate is None or source.startswith(f"r{replicate}-") else f"r{replicate}-"
+    return f"{prefix}{source}-{seed}"
 
 
 def retune_name(slot: int) -> str:
@@ -144,14 +152,16 @@ def audited_arms(spec: StudySpec) -> list[str]:
 
 def planned_places(spec: StudySpec) -> list[Place]:
     """Every place a planned phase runs, in the order the searcher asks for them."""
-    places = [Place(CONFIRM, arm, arm, (SEARCH, arm)) for arm in spec.arms]
-    places += [Place(AUDIT, arm, arm, (SEARCH, arm)) for arm in audited_arms(spec)]
-    places += [Place(DISTILL, label, source, (CONFIRM, source)) for label, source, _ in distilled_arms(spec)]
+    front = [Place(FRONT, spec.front.arm, spec.front.arm, ())] if spec.front is not None else []
+    places = front + [Place(CONFIRM, arm, arm, ((SEARCH, arm), *((FRONT, arm) for p in front if p.label == arm)))
+                      for arm in spec.arms]
+    places += [Place(AUDIT, arm, arm, ((SEARCH, arm),)) for arm in audited_arms(spec)]
+    places += [Place(DISTILL, label, source, ((CONFIRM, source),)) for label, source, _ in distilled_arms(spec)]
     for label, arm, axis, option in ablated_arms(spec):
         retunes = spec.ablate.retune(axis, option) is not None
         if retunes:
-            places.append(Place(RETUNE, label, arm, (CONFIRM, arm)))
-        places.append(Place(ABLATE, label, arm, (RETUNE, label) if retunes else (CONFIRM, arm)))
+            places.append(Place(RETUNE, label, arm, ((CONFIRM, arm),)))
+        places.append(Place(ABLATE, label, arm, ((RETUNE, label),) if retunes else ((CONFIRM, arm),)))
     return places
 
 
@@ -175,6 +185,8 @@ def place_bound(spec: StudySpec, phase: str, label: str) -> int:
         return confirm_runs_per_arm(spec, label)
     if phase == AUDIT:
         return spec.audit.per_arm * spec.search_replicates
+    if phase == FRONT:
+        return len(front_points(spec)) * len(spec.front.seeds)
     if phase == ABLATE:
         return len(ablate_seeds(spec))
     place = next(p for p in planned_places(spec) if (p.phase, p.label) == (phase, label))

@@ -9,6 +9,7 @@ from typing import Any
 
 from diffctl.config import Config, config_from_dict
 from diffctl.data import make_split
+from diffctl.suggest import closest_key
 from diffctl.train import STATUS_OK, Trainer
 
 from .constraints import is_number
@@ -35,7 +36,19 @@ def record_fields(config: Config, where: str) -> dict[str, Any]:
 
 def check_metric(metric: str, fields: dict[str, Any], where: str, arm: str) -> None:
     if metric not in fields:
-        known = ", ".join(sorted(k for k, v in fields.items() if is_number(v)))
-        raise SpecError(f"{where}: unknown metric {metric!r} (records of arm {arm} have: {known})")
+        numeric = sorted(k for k, v in fields.items() if is_number(v))
+        raise SpecError(f"{where}: unknown metric {metric!r} ({metric_hint(metric, numeric, arm)})")
     if not is_number(fields[metric]):
         raise SpecError(f"{where}: {metric!r} is not a numeric record field")
+
+
+def metric_hint(metric: str, known: list[str], arm: str) -> str:
+    """What an unknown metric most likely meant: a per-VAE metric named without its suffix (``triplet_r``: its
+    fields are ``triplet_r_A`` and ``triplet_r_B``), else the closest record field, else every numeric field."""
+    per_vae = [f"{metric}_{vae}" for vae in "AB" if f"{metric}_{vae}" in known]
+    if per_vae:
+        return f"did you mean {per_vae[0]}? a per-VAE metric ends in _A or _B: {' or '.join(per_vae)}"
+    match = closest_key(metric, known)
+    if match is not None:
+        return f"did you mean {match}?"
+    return f"records of arm {arm} have: {', '.join(known)}"

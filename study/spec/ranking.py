@@ -101,14 +101,13 @@ def rung_score(spec: StudySpec, record: dict[str, Any]) -> float:
 
 def confirmation_sources(spec: StudySpec, trials: list[TrialLike],
                          top_k: int | None = None) -> list[tuple[TrialLike, bool]]:
-    """The ``top_k`` (default: the spec's ``confirm.top_k``) search trials of an arm by the selection rule, among
-    feasible trials that ran every epoch; when none is feasible, the best of those that ran every epoch (flagged
-    ``False``)."""
+    """The ``top_k`` (default: the spec's ``confirm.top_k``) trials of an arm that ran every epoch, ranked by
+    :func:`ranking_score`: feasible trials by the selection metric first; when none is feasible, the trials
+    nearest the constraints (the order PBT and the pruning audit use too), each flagged ``False``. Ties keep the
+    order of ``trials``."""
     full = [t for t in trials if t.status == STATUS_OK and t.info.epochs_done == spec.epochs]
-    feasible = [t for t in full if is_feasible(spec, t.last)]
-    pool = feasible or full
-    ranked = sorted(pool, key=lambda t: -selection_value(spec, t.last))  # stable: ties keep trial-id order
-    return [(t, bool(feasible)) for t in ranked[: top_k or spec.confirm.top_k]]
+    ranked = sorted(full, key=lambda t: -ranking_score(spec, t.last))  # stable
+    return [(t, is_feasible(spec, t.last)) for t in ranked[: top_k or spec.confirm.top_k]]
 
 
 def best_trial(spec: StudySpec, trials: list[TrialLike]) -> TrialLike | None:
