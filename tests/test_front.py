@@ -5,8 +5,8 @@ the front on hand-made tables, and the spec's checks of both.
 
 The study (``SPEC``): an arm of constant weights searching ``arm.w_kl`` over 4 trials a replicate in batches of
 2, 2 replicates, early stopping at epochs 1 and 2 of 3; its front: ``arm.w_rank`` x ``arm.w_kl`` on the search
-seed 0 — a ranking weight of 20 orders triples far better than the searched arm's default 0.5, so a grid point
-is the reference's pick.
+seed 0 — the search holds the ranking weight at its default 0.5, the grid moves it, so a grid point is the
+reference's pick.
 """
 
 from __future__ import annotations
@@ -30,14 +30,17 @@ from tiny_specs import run_study, spec_variant
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
-GRID = {"arm.w_rank": [0.1, 20.0], "arm.w_kl": [0.01, 1.0]}
+GRID = {"arm.w_rank": [0.1, 3.0], "arm.w_kl": [0.01, 1.0]}
 SPEC = spec_variant(
     name="front", epochs=EPOCHS, sampler_seed=0, defaults_first=True, search_batch=2, search_replicates=2,
-    constraints=["val_exact_match_A >= 0.0"], asha={"grace_period": 1, "reduction_factor": 2},
+    constraints=["val_exact_match_B >= 0.1"], asha={"grace_period": 1, "reduction_factor": 2},
     confirm={"top_k": 1, "seeds": [1001], "budgets": [1.0], "distill": []},
     arms={
         "fixed": {"budget": 4, "config": {"arm": {"kind": "fixed"}},
                   "space": {"arm.w_kl": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}},
+        # a far larger constant ranking weight: it orders triples better and gives up reconstructing B
+        "greedy": {"budget": 2, "config": {"arm": {"kind": "fixed", "w_rank": 20.0}},
+                   "space": {"arm.w_kl": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}},
     },
     front={"arm": "fixed", "grid": GRID, "seeds": [0]},
 )
@@ -53,7 +56,7 @@ def test_every_replicate_of_every_optuna_arm_starts_at_its_defaults_and_no_rung_
     stopped_later = 0
     for arm in spec.arms:
         trials = {t.trial_id: t for t in read_trials(study / "search" / arm)}
-        assert len(trials) == 4 * 2
+        assert len(trials) == spec.arms[arm].budget * 2
         for replicate in range(2):
             first = trials[f"r{replicate}-0000"]
             assert first.info.sampling == "defaults" and first.info.params == default_params(spec, arm)
@@ -72,11 +75,15 @@ def test_the_front_runs_its_grid_and_flags_the_non_dominated_feasible_points(stu
     assert all(t.status == "ok" and t.info.epochs_done == EPOCHS for t in runs.values())
     front = pd.read_csv(study / "tables" / "front.csv")
     assert len(front) == 4 and front["arm.w_rank"].tolist() == [p["arm.w_rank"] for p in front_points(spec)]
-    # by hand: a point is dominated when another is at least as good on both objectives and better on one
-    loss = [runs[f"g{i:02d}-s0"].last["val_loss_unweighted"] for i in range(4)]
-    rank = [runs[f"g{i:02d}-s0"].last["triplet_r_A"] for i in range(4)]
-    by_hand = [not any(loss[j] <= loss[i] and rank[j] >= rank[i] and (loss[j] < loss[i] or rank[j] > rank[i])
-                       for j in range(4)) for i in range(4)]
+    # by hand: among the feasible points, one is dominated when another is at least as good on both objectives and
+    # better on one
+    last = [runs[f"g{i:02d}-s0"].last for i in range(4)]
+    feasible = [r["val_exact_match_B"] >= 0.1 for r in last]
+    loss, rank = [r["val_loss_unweighted"] for r in last], [r["triplet_r_A"] for r in last]
+    by_hand = [feasible[i] and not any(
+        feasible[j] and loss[j] <= loss[i] and rank[j] >= rank[i] and (loss[j] < loss[i] or rank[j] > rank[i])
+        for j in range(4)) for i in range(4)]
+    assert front["feasible"].tolist() == feasible and 0 < sum(feasible) < 4
     assert front["non_dominated"].tolist() == by_hand and any(by_hand)
     assert np.allclose(front["final_val_loss_unweighted"], loss)
 
@@ -150,3 +157,14 @@ def test_an_arm_with_no_feasible_front_point_at_its_rate_has_no_margin_and_says_
 def test_the_spec_refuses_a_front_or_defaults_it_cannot_run(change, message):
     with pytest.raises(SpecError, match=message.replace(".", r"\.").replace("(", r"\(")):
         check_spec(spec_from_dict({**SPEC, **change}), probe=False)
+
+
+def test_an_arm_that_ranks_higher_by_giving_up_reconstruction_is_not_better(study):
+    """The greedy arm's runs order triples better than the reference's but miss the reconstruction constraint
+    that the reference's meet: not better, and the Conclusions count its feasible runs."""
+    conclusions = pd.read_csv(study / "tables" / "conclusions.csv").set_index("arm")
+    greedy, fixed = conclusions.loc["greedy"], conclusions.loc["fixed"]
+    assert greedy["mean_triplet_r_A"] > fixed["mean_triplet_r_A"]
+    assert fixed["feasible_runs"] == fixed["runs"] == 2 and greedy["feasible_runs"] == 0
+    assert greedy["verdict"] != "better"
+    assert "| greedy | 0/2 |" in (study / "report.md").read_text()
