@@ -35,7 +35,7 @@ from diffctl.metrics import counterpart_on_test
 from diffctl.files import atomic_write_bytes
 from study.spec import SPEC_FILE, StudySpec, saved_spec
 from study.spec.configs import arm_kind
-from study.spec.plan import ABLATE, CONFIRM, DISTILL, PHASES, pbt_arms
+from study.spec.plan import FRONT, PHASES, TEST_SPLIT_PHASES, pbt_arms
 from study.status import is_published
 from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, TrialInfo, parse_info, read_info, read_metrics
 
@@ -47,7 +47,7 @@ TEXT_FIELDS = ("status", "reason")
 INT64 = 2**63  # Parquet stores integers in 64 bits
 # The phases whose runs are judged feasible on the test split (when they evaluated it): the confirmed runs and
 # those made from them, which the Conclusions report. The rest stand for search decisions and keep val.
-TEST_JUDGED_PHASES = (CONFIRM, DISTILL, ABLATE)
+TEST_JUDGED_PHASES = tuple(p for p in TEST_SPLIT_PHASES if p != FRONT)  # a front run competes for a pick: val
 
 
 @dataclass

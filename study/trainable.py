@@ -43,11 +43,11 @@ from .cluster import this_node
 from .phases.distill import distilled_trial_config
 from .phases.pbt import MemberCheckpoints
 from .spec.configs import trial_config
+from .spec.plan import TEST_SPLIT_PHASES
 from .spec.ranking import tune_metrics
 from .spec.schema import StudySpec
 from .trialdir import (
     ABLATE,
-    AUDIT,
     DISTILL,
     DIVERGED,
     ERROR,
@@ -68,9 +68,6 @@ from .trialdir import (
     write_info,
     write_metrics,
 )
-
-
-SEARCH_LIKE = (SEARCH, AUDIT, RETUNE)  # phases whose runs stand for search decisions: no test split
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,7 @@ class TrialJob:
         the runs that stand for search decisions (search, audit, retune) do not. The study's decisions read the val
         split alone."""
         data = self._trial_config(info, config)
-        data.setdefault("eval", {})["test_split"] = info.phase not in SEARCH_LIKE
+        data.setdefault("eval", {})["test_split"] = info.phase in TEST_SPLIT_PHASES
         return data
 
     def _trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:

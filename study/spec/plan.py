@@ -41,6 +41,9 @@ from .schema import StudySpec
 SEARCH, FRONT, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE = (
     "search", "front", "confirm", "audit", "distill", "retune", "ablate")
 PHASES = (SEARCH, FRONT, CONFIRM, AUDIT, DISTILL, RETUNE, ABLATE)
+# The phases whose runs a reader quotes: they also evaluate the held-out test split (``eval.test_split``). Search,
+# audit and retune runs stand for search decisions and never do.
+TEST_SPLIT_PHASES = (FRONT, CONFIRM, DISTILL, ABLATE)
 STILL_KINDS = ("fixed",)  # arm kinds whose weights and rho never move: nothing to distill
 
 
