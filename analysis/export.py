@@ -87,7 +87,7 @@ def provenance(
     feasible, seeds = feasible_share(tables, arm)
     return {
         "study": tables.spec.name,
-        "study_dir": str(tables.study_dir),
+        "study_dir": tables.shown_dir(),
         "arm": arm,
         "phase": str(run["phase"]),
         "trial_id": str(run["trial_id"]),

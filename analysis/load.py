@@ -73,6 +73,16 @@ class StudyTables:
 
     fixed_arm = reference_arm  # its name while the reference could only be the fixed-λ arm
 
+    def shown_dir(self) -> str:
+        """The study directory as the report and an export name it: relative to the working directory when it
+        lies under it (``results/open-questions``), else its name alone — never an absolute path of the machine
+        that analysed it."""
+        directory = self.study_dir.absolute()
+        try:
+            return directory.relative_to(Path.cwd().absolute()).as_posix() or "."
+        except ValueError:
+            return directory.name
+
     def reference_text(self) -> str:
         """The reference as the report names it: ``fixed-λ reference arm `fixed``` when it trains fixed λ (and is
         no PBT arm), else ``reference arm `ctl` (controller)``; "no reference arm" without one."""

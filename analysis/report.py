@@ -230,7 +230,7 @@ def render(tables: StudyTables, findings: Findings) -> str:
     search_cols = [c for c in t["search"].columns if c not in ("params", "reason")]
     return f"""# Study `{spec.name}`
 
-Directory `{tables.study_dir}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} with {describe(code_version())} ·
+Directory `{tables.shown_dir()}` · analysed {time.strftime("%Y-%m-%d %H:%M:%S %z")} with {describe(code_version())} ·
 objectives {objectives} · constraints {constraints} · selection {spec.selection.metric} ({spec.selection.mode}),
 the ranking rule of every stage (feasible first) · confirmation seeds {spec.confirm.seeds} × {spec.search_replicates}
 search replicate(s) · {tables.reference_text()}.

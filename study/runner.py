@@ -29,7 +29,7 @@ from diffctl.provenance import code_version
 from diffctl.files import atomic_write_text
 
 from .check import checked_run
-from .cluster import check_storage
+from .cluster import check_storage, held_cpus
 from .driver import driver_lock
 from .journal import journal_storage
 from .phases.pbt import EXPERIMENTS as PBT_EXPERIMENTS
@@ -254,15 +254,30 @@ def _run_population(job: TrialJob, arm: str, progress: StudyProgress) -> None:
         return
     total = spec.arms[arm].budget * spec.search_replicates
     progress.start_phase(SEARCH, arm, total, total)
-    trainable = _trainable(job, _member_cpus(spec))
     _buffer_results(spec, population=True)
     for replicate in range(spec.search_replicates):
+        trainable = _trainable(job, _member_cpus(spec))  # its parameters live in this Ray's object store
         experiment_dir = study_dir / PBT_EXPERIMENTS / experiment_name(arm, replicate)
         tuner = _restored(experiment_dir, trainable) or _new_population(study_dir, spec, arm, replicate, trainable)
         _finish(job, _fit(tuner), [(SEARCH, arm)])
+        _reclaim_cpus(study_dir, spec, progress)
         write_schedule(spec, study_dir, arm, replicate)
         remove_checkpoints(experiment_dir)
     progress.end_phase(SEARCH, arm)
+
+
+def _reclaim_cpus(study_dir: Path, spec: StudySpec, progress: StudyProgress) -> None:
+    """After a PBT Tuner on a local Ray: restart Ray if it still holds CPUs of the Tuner's trials
+    (``study.cluster.held_cpus``), so that the next Tuner gets every slot. (On a cluster other jobs hold CPUs too,
+    and a study cannot restart Ray there.)"""
+    if read_state(study_dir).get("ray_address") is not None:
+        return
+    held = held_cpus()
+    if held > 0.0:
+        progress.notice(f"Ray still held {held:g} CPU(s) of the ended PBT Tuner; restarting the local Ray so that "
+                        f"the next Tuner runs {spec.max_concurrent} trials at once")
+        ray.shutdown()
+        connect(spec, None)
 
 
 def _member_cpus(spec: StudySpec) -> float:
