@@ -131,13 +131,16 @@ def _p_better(row) -> str:
 
 
 def _front(row) -> str:
-    """Beyond, on or behind the fixed-λ front, with the margin at equal or lower rate; or why not placed."""
+    """Beyond, on or behind the fixed-λ front, with the margin at the arm's rate; or why not placed."""
     if not row["front_position"] or row["front_position"] != row["front_position"]:
         reason = row["front_reason"]
         return f"not placed ({reason})" if reason == reason and reason else "–"
+    low, high = int(row["front_point"]), int(row["front_point_high"])
+    points = f"point {low}" if low == high else f"points {low}–{high}"
+    past = f"; past the front's reach {_num(row['front_max_rate'], 4)}" if _true(row.get("past_front")) else ""
     return (f"**{row['front_position']}** {_num(row['margin_over_front'], 3, True)} "
             f"[{_num(row['front_ci_low'], 3, True)}, {_num(row['front_ci_high'], 3, True)}] "
-            f"(rate {_num(row['arm_rate'], 4)} vs point {int(row['front_point'])} at {_num(row['front_point_rate'], 4)})")
+            f"(rate {_num(row['arm_rate'], 4)}: front {_num(row['front_value'], 4)} on {points}{past})")
 
 
 def _compute(row) -> str:
@@ -156,7 +159,7 @@ def conclusions_cells(tables: StudyTables, table: pd.DataFrame) -> pd.DataFrame:
     cells = pd.DataFrame({"arm": table["arm"], "feasible": table["feasible_runs"].astype(str) + "/" + table["runs"].astype(str)})
     cells[f"mean {selection}"] = table[f"mean_{selection}"].map(lambda v: _num(v, 4))
     if "front_position" in table:
-        cells["vs fixed-λ front (margin at equal or lower rate [95% CI])"] = [_front(r) for _, r in table.iterrows()]
+        cells["vs fixed-λ front (margin at its rate [95% CI])"] = [_front(r) for _, r in table.iterrows()]
     cells[f"Δ {selection} [95% CI, what the verdict rests on]"] = [_difference(r) for _, r in table.iterrows()]
     cells["P(beats ref)"] = [_p_better(r) for _, r in table.iterrows()]
     cells["margin needs"] = [f"{_num(r['seeds_for_margin'], 3)} seeds; {_num(r['replicates_for_margin'], 3)} replicates"

@@ -8,13 +8,20 @@ constant weights trace, not merely above one tuned point.
 its feasible runs, whether it is feasible (on every seed), whether it is non-dominated among the feasible
 points on the spec's objectives, and the search replicates whose pick it was (``picked_in``).
 
-The margin over the front (:func:`margin_over_front`): an arm's mean selection metric over its feasible
-confirmation runs minus that of the best feasible front point whose rate (the mean negative ELBO,
-``val_loss_unweighted``) is no higher than the arm's mean rate — the
-margin at equal or lower rate, oriented so that a positive margin is better. Its 95% interval is Welch's, from
-the arm's spread (over its replicates' means when it has several that differ: the search is part of the unit;
-else over its runs) and the point's spread over its seeds. ``beyond`` when the interval lies above zero, ``behind`` when below,
-``on`` otherwise; empty, with the reason, when no feasible point lies at or below the arm's rate.
+The margin over the front (:func:`margin_over_front`), at the arm's rate: the arm's mean selection metric over
+its feasible confirmation runs minus the front's value at its mean rate (the mean negative ELBO,
+``val_loss_unweighted``), oriented so that a positive margin is better. The front there is the trade-off
+curve of the feasible points (:func:`envelope`: those no feasible point beats at equal or lower rate), linear
+between the two points that bracket the arm's rate (``front_point``, ``front_point_high``; ``front_value``):
+a constant weighting between two grid points is taken to land between them, which a grid of constant weights
+cannot show but a step front (the best point at or below the rate) would credit to the arm as margin. Its
+95% interval is Welch's, from the arm's spread (over its replicates' means when it has several that differ:
+the search is part of the unit; else over its runs) and the two points' spreads over their seeds, weighted as
+in the interpolation. ``beyond`` when the interval lies above zero, ``behind`` when below, ``on`` otherwise;
+empty, with the reason, when no feasible point lies at or below the arm's rate. An arm whose rate lies above
+every feasible point's (``past_front``, against ``front_max_rate``) is compared with the front's last point:
+the front does not reach its rate, so "beyond" there says only that it ranks better by paying more rate than
+any constant weighting of the grid paid.
 
 Example::
 
@@ -42,7 +49,8 @@ RATE = "val_loss_unweighted"  # the negative ELBO of the pair: on this data esse
 EXACT = ("val_exact_match_A", "val_exact_match_B")
 BEYOND, ON, BEHIND = "beyond", "on", "behind"
 MARGIN_COLUMNS = ["arm", "margin_over_front", "front_ci_low", "front_ci_high", "front_position", "front_point",
-                  "front_point_rate", "arm_rate", "front_reason"]
+                  "front_point_high", "front_value", "front_point_rate", "arm_rate", "front_max_rate", "past_front",
+                  "front_reason"]
 
 
 def front_runs(tables: StudyTables) -> pd.DataFrame:
@@ -89,50 +97,88 @@ def front_table(tables: StudyTables) -> pd.DataFrame:
     return table
 
 
-def welch_interval(a: np.ndarray, b_mean: float, b_sd: float, b_n: int) -> tuple[float, float]:
-    """The 95% Welch interval of mean(a) - b_mean, b known by its mean, sd and n (a point of one seed adds no
-    spread: its sd is taken as 0). NaN bounds when ``a`` has fewer than two values or no spread at all."""
+def _mean_variance(sd: float, n: int) -> float:
+    """The variance of a point's mean over its ``n`` seeds (0 for a point of one seed: no spread measured)."""
+    return sd**2 / n if n > 1 and sd == sd else 0.0
+
+
+def welch_interval(a: np.ndarray, b_mean: float, b_parts: list[tuple[float, int]]) -> tuple[float, float]:
+    """The 95% Welch interval of mean(a) - b, where b is a known mean made of parts, each a (variance of its
+    mean, degrees of freedom) pair (Satterthwaite's degrees of freedom over every part). NaN bounds when ``a``
+    has fewer than two values or nothing has spread."""
     n_a = len(a)
     if n_a < 2:
         return math.nan, math.nan
-    var_a = float(np.var(a, ddof=1)) / n_a
-    var_b = (b_sd**2 / b_n) if b_n > 1 and b_sd == b_sd else 0.0
-    se = math.sqrt(var_a + var_b)
-    if se == 0:  # identical runs (one configuration on one seed): no spread measured, no interval
+    parts = [(float(np.var(a, ddof=1)) / n_a, n_a - 1)] + [(v, df) for v, df in b_parts if v > 0]
+    total = sum(v for v, _ in parts)
+    if total == 0:  # identical runs (one configuration on one seed): no spread measured, no interval
         return math.nan, math.nan
+    df = total**2 / sum(v**2 / d for v, d in parts)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * math.sqrt(total)
     diff = float(np.mean(a)) - b_mean
-    df = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + (var_b**2 / (b_n - 1) if var_b else 0.0))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
     return diff - half, diff + half
 
 
+def envelope(points: pd.DataFrame, sign: float) -> pd.DataFrame:
+    """The feasible points no other feasible point beats at equal or lower rate (the rate–selection trade-off
+    curve), by rising rate."""
+    ordered = points.sort_values(["rate", "selection"], ascending=[True, sign < 0])
+    best, keep = -math.inf, []
+    for index, row in ordered.iterrows():
+        if sign * row["selection"] > best:
+            best = sign * row["selection"]
+            keep.append(index)
+    return ordered.loc[keep]
+
+
+def front_at(curve: pd.DataFrame, rate: float) -> tuple[float, list[tuple[float, int]], pd.Series, pd.Series]:
+    """The front's selection value at ``rate`` on ``curve`` (:func:`envelope`, not empty, its first rate <= rate):
+    linear between the two points that bracket it, the last point's past the last rate. Returns the value, its
+    parts for :func:`welch_interval`, and the lower and upper points (the same point when not between two)."""
+    below = curve[curve["rate"] <= rate].iloc[-1]
+    above = curve[curve["rate"] > rate]
+    if above.empty:
+        return float(below["selection"]), [(_mean_variance(below["sd"], int(below["finished"])),
+                                            max(int(below["finished"]) - 1, 1))], below, below
+    upper = above.iloc[0]
+    w = (rate - below["rate"]) / (upper["rate"] - below["rate"])  # the upper point's share
+    value = (1 - w) * float(below["selection"]) + w * float(upper["selection"])
+    parts = [((1 - w) ** 2 * _mean_variance(below["sd"], int(below["finished"])), max(int(below["finished"]) - 1, 1)),
+             (w**2 * _mean_variance(upper["sd"], int(upper["finished"])), max(int(upper["finished"]) - 1, 1))]
+    return value, parts, below, upper
+
+
 def margin_over_front(runs: pd.DataFrame, front: pd.DataFrame, selection: str, mode: str) -> dict:
-    """One arm's margin over the front. ``runs``: its confirmation runs with ``replicate``, ``feasible``,
-    ``selection`` and ``rate`` columns; ``front``: :func:`front_table`'s rows with ``feasible``,
-    ``final_<selection>``, ``sd_<selection>``, ``finished`` and ``final_rate``/``rate`` as ``rate``."""
+    """One arm's margin over the front at its rate (see the module docstring). ``runs``: its confirmation runs
+    with ``replicate``, ``feasible``, ``selection`` and ``rate`` columns; ``front``: :func:`front_table`'s rows
+    with ``point``, ``feasible``, ``selection``, ``sd``, ``finished`` and ``rate``."""
+    feasible = front[front["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
+    reach = float(feasible["rate"].max()) if not feasible.empty else math.nan
     empty = {"margin_over_front": math.nan, "front_ci_low": math.nan, "front_ci_high": math.nan,
-             "front_position": "", "front_point": None, "front_point_rate": math.nan, "arm_rate": math.nan}
+             "front_position": "", "front_point": None, "front_point_high": None, "front_value": math.nan,
+             "front_point_rate": math.nan, "arm_rate": math.nan, "front_max_rate": reach, "past_front": False}
     ok = runs[runs["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
     if ok.empty:
         return {**empty, "front_reason": "no feasible confirmation run"}
     rate = float(ok["rate"].mean())
     empty["arm_rate"] = rate
-    points = front[front["feasible"].astype(bool) & (front["rate"] <= rate)].dropna(subset=["selection"])
-    if points.empty:
+    if feasible.empty or float(feasible["rate"].min()) > rate:
         return {**empty, "front_reason": f"no feasible front point at or below its rate {rate:.4g}"}
     sign = 1.0 if mode == "max" else -1.0
-    best = points.loc[(points["selection"] * sign).idxmax()]
+    value, parts, below, upper = front_at(envelope(feasible, sign), rate)
     by_replicate = ok.groupby("replicate")["selection"].mean()
     # the replicates' means are the unit, unless they do not vary (every replicate picked one configuration:
     # one draw of the search, whose spread the runs alone measure)
     varies = len(by_replicate) > 1 and float(by_replicate.std(ddof=1)) > 1e-12
     unit = by_replicate.to_numpy(float) if varies else ok["selection"].to_numpy(float)
-    low, high = welch_interval(unit, float(best["selection"]), float(best["sd"]), int(best["finished"]))
-    margin = sign * (float(ok["selection"].mean()) - float(best["selection"]))
+    low, high = welch_interval(unit, value, parts)
+    margin = sign * (float(ok["selection"].mean()) - value)
     low, high = sorted((sign * low, sign * high))
     position = "" if math.isnan(low) else BEYOND if low > 0 else BEHIND if high < 0 else ON
     return {"margin_over_front": margin, "front_ci_low": low, "front_ci_high": high, "front_position": position,
-            "front_point": int(best["point"]), "front_point_rate": float(best["rate"]), "arm_rate": rate,
+            "front_point": int(below["point"]), "front_point_high": int(upper["point"]), "front_value": value,
+            "front_point_rate": float(below["rate"]), "arm_rate": rate, "front_max_rate": reach,
+            "past_front": rate > reach,
             "front_reason": "" if position else "no interval: fewer than two runs, or no spread between them"}
 
 
@@ -163,9 +209,13 @@ def front_lines(tables: StudyTables, front: pd.DataFrame, margins: pd.DataFrame)
              f"feasible on every seed, {int(front['non_dominated'].sum())} of them non-dominated."]
     for row in margins.itertuples():
         if row.front_position:
+            past = (f"; its rate is past the front's reach (highest feasible point at {row.front_max_rate:.4g}): "
+                    "the front does not say what a constant weighting would rank at its rate" if row.past_front else "")
+            low, high = int(row.front_point), int(row.front_point_high)
+            between = f"front point {low}" if low == high else f"the front between points {low} and {high}"
             lines.append(f"- `{row.arm}`: **{row.front_position}** the front, {row.margin_over_front:+.4g} "
-                         f"(95% CI {row.front_ci_low:+.4g} to {row.front_ci_high:+.4g}) over front point "
-                         f"{row.front_point} at rate {row.front_point_rate:.4g} against its {row.arm_rate:.4g}.")
+                         f"(95% CI {row.front_ci_low:+.4g} to {row.front_ci_high:+.4g}) over {between}, "
+                         f"{row.front_value:.4g} at its rate {row.arm_rate:.4g}{past}.")
         else:
             lines.append(f"- `{row.arm}`: not placed against the front ({row.front_reason}).")
     return lines

@@ -112,22 +112,29 @@ def _front(rows):
     return pd.DataFrame(rows, columns=["point", "feasible", "selection", "sd", "finished", "rate"])
 
 
-def test_margin_over_front_is_the_best_feasible_point_at_or_below_the_arms_rate():
+def test_margin_over_front_is_against_the_front_interpolated_at_the_arms_rate():
     front = _front([(0, True, 0.70, 0.01, 2, 30.0), (1, True, 0.80, 0.02, 2, 35.0),
-                    (2, False, 0.95, 0.01, 2, 32.0), (3, True, 0.90, 0.01, 2, 45.0)])
+                    (2, False, 0.95, 0.01, 2, 32.0), (3, True, 0.90, 0.01, 2, 45.0),
+                    (4, True, 0.75, 0.01, 2, 40.0)])
     runs = pd.DataFrame({"replicate": [0, 0, 1, 1], "feasible": [True, True, True, False],
                          "selection": [0.84, 0.86, 0.88, 0.10], "rate": [36.0, 37.0, 38.0, 10.0]})
     got = margin_over_front(runs, front, "s", "max")
-    # feasible runs: 0.84, 0.86, 0.88 at rate 37.0; points at or below 37: 0 (0.70) and 1 (0.80); 2 is infeasible
-    assert got["arm_rate"] == pytest.approx(37.0) and got["front_point"] == 1
-    assert got["margin_over_front"] == pytest.approx(0.86 - 0.80)
+    # feasible runs: 0.84, 0.86, 0.88 at rate 37.0. The curve: points 0, 1, 3 (2 is infeasible; 4 ranks below 1
+    # at a higher rate). 37 lies between 1 (35, 0.80) and 3 (45, 0.90): w = 0.2, front value 0.82.
+    assert got["arm_rate"] == pytest.approx(37.0)
+    assert (got["front_point"], got["front_point_high"]) == (1, 3)
+    assert got["front_value"] == pytest.approx(0.82)
+    assert got["margin_over_front"] == pytest.approx(0.86 - 0.82)
     a = np.array([0.85, 0.88])  # the replicates' means: the unit of the interval
-    va, vb = a.var(ddof=1) / 2, 0.02**2 / 2
-    df = (va + vb) ** 2 / (va**2 / 1 + vb**2 / 1)
-    half = __import__("scipy.stats").stats.t.ppf(0.975, df) * math.sqrt(va + vb)
-    assert (got["front_ci_low"], got["front_ci_high"]) == pytest.approx((a.mean() - 0.8 - half, a.mean() - 0.8 + half))
+    parts = [a.var(ddof=1) / 2, 0.8**2 * 0.02**2 / 2, 0.2**2 * 0.01**2 / 2]  # each with 1 degree of freedom
+    df = sum(parts) ** 2 / sum(v**2 for v in parts)
+    half = __import__("scipy.stats").stats.t.ppf(0.975, df) * math.sqrt(sum(parts))
+    assert (got["front_ci_low"], got["front_ci_high"]) == pytest.approx((a.mean() - 0.82 - half, a.mean() - 0.82 + half))
     assert got["front_position"] == "on"  # two replicates: a wide interval
-    assert welch_interval(np.array([0.9, 0.9, 0.91]), 0.8, math.nan, 1)[0] > 0
+    assert got["past_front"] is False and got["front_max_rate"] == 45.0
+    assert welch_interval(np.array([0.9, 0.9, 0.91]), 0.8, [])[0] > 0
+    # the step front (the best point at or below 37: point 1, 0.80) would have credited the arm 0.02 more
+    assert got["margin_over_front"] < 0.86 - 0.80
 
 
 def test_an_arm_with_no_feasible_front_point_at_its_rate_has_no_margin_and_says_why():
@@ -143,6 +150,9 @@ def test_an_arm_with_no_feasible_front_point_at_its_rate_has_no_margin_and_says_
                                              "selection": [0.95, 0.96, 0.97], "rate": [31.0] * 3}),
                                front, "s", "max")
     assert beyond["front_point"] == 0 and beyond["front_position"] == "beyond"
+    # its rate 31 lies past the only feasible point's 30: the front does not reach it, and says so
+    assert beyond["past_front"] is True and beyond["front_max_rate"] == 30.0
+    assert beyond["front_value"] == 0.70 and beyond["front_point_high"] == 0
 
 
 @pytest.mark.parametrize("change, message", [
