@@ -238,14 +238,15 @@ def _trial_row(
 
 
 def _node_columns(sessions: list[Session]) -> dict[str, Any]:
-    """trial.json's ``nodes`` (one {node_id, hostname} per session) as text columns: ``nodes`` and ``hosts``
-    (comma-joined, in session order), ``first_node``, and ``node_changes`` (sessions that ran on another node
-    than the session before: a trial restarted elsewhere after its node was lost). None where not recorded."""
+    """trial.json's ``nodes`` (one {node_id, hostname, started_at} per session) as columns: ``nodes`` and ``hosts``
+    (comma-joined, in session order), ``first_node``, ``node_changes`` (sessions that ran on another node
+    than the session before: a trial restarted elsewhere after its node was lost) and ``first_session_at`` (when
+    its first session started). None where not recorded."""
     if not sessions:
-        return {"nodes": None, "hosts": None, "first_node": None, "node_changes": None}
+        return {"nodes": None, "hosts": None, "first_node": None, "node_changes": None, "first_session_at": None}
     ids = [s.node_id for s in sessions]
     return {"nodes": ",".join(ids), "hosts": ",".join(s.hostname for s in sessions), "first_node": ids[0],
-            "node_changes": sum(a != b for a, b in zip(ids, ids[1:]))}
+            "node_changes": sum(a != b for a, b in zip(ids, ids[1:])), "first_session_at": sessions[0].started_at}
 
 
 def _flag(trials: pd.DataFrame, spec: StudySpec) -> pd.DataFrame:

@@ -30,17 +30,20 @@ COLUMNS = ["from_s", "to_s", "mean_running", "utilisation", "max_running", "phas
 
 def trial_times(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per trial that ran: its phase, ``start`` (``started_at``: its last session's), ``wall_s``
-    (``wall_time_s``), ``sessions`` (its entries in ``nodes``; 1 where not recorded), and the interval it is
+    (``wall_time_s``), ``sessions`` (its entries in ``nodes``; 1 where not recorded), ``first_start`` (its first
+    session's start, ``first_session_at``; NaN where not recorded), and the interval it is
     ``setup_s`` (the time before its start was written, from its records in ``epochs``, when given:
     ``study.utilisation.setup_seconds``) and the interval it is counted running over
     (``study.utilisation.TrialTime.placed``: ``placed_start``, ``placed_end``)."""
-    columns = ["phase", "start", "wall_s", "sessions", "setup_s", "placed_start", "placed_end"]
+    columns = ["phase", "start", "wall_s", "sessions", "setup_s", "first_start", "placed_start", "placed_end"]
     if trials.empty or "started_at" not in trials or "wall_time_s" not in trials:
         return pd.DataFrame(columns=columns)
     nodes = trials["nodes"] if "nodes" in trials else pd.Series(None, index=trials.index, dtype=object)
     frame = pd.DataFrame({"phase": trials["phase"], "start": trials["started_at"].astype(float),
                           "wall_s": trials["wall_time_s"].astype(float).fillna(0.0),
-                          "sessions": nodes.map(lambda v: len(v.split(",")) if isinstance(v, str) and v else 1)})
+                          "sessions": nodes.map(lambda v: len(v.split(",")) if isinstance(v, str) and v else 1),
+                          "first_start": (trials["first_session_at"].astype(float) if "first_session_at" in trials
+                                          else pd.Series(float("nan"), index=trials.index))})
     spent = _epoch_seconds(trials, epochs)
     frame["setup_s"] = [setup_seconds(wall, sessions, seconds)
                         for wall, sessions, seconds in zip(frame["wall_s"], frame["sessions"], spent)]
@@ -63,8 +66,8 @@ def _epoch_seconds(trials: pd.DataFrame, epochs: pd.DataFrame | None) -> list[fl
 
 
 def _times(frame: pd.DataFrame) -> list[TrialTime]:
-    columns = zip(frame["start"], frame["wall_s"], frame["sessions"], frame["setup_s"])
-    return [TrialTime(start, wall, sessions, None, setup) for start, wall, sessions, setup in columns]
+    columns = zip(frame["start"], frame["wall_s"], frame["sessions"], frame["setup_s"], frame["first_start"])
+    return [TrialTime(start, wall, sessions, None, setup, first) for start, wall, sessions, setup, first in columns]
 
 
 def study_utilisation(tables: StudyTables) -> Utilisation | None:

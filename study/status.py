@@ -111,10 +111,11 @@ def _utilisation(slots: int, trials: list[TrialSummary], training: set[Path], li
             continue
         sessions, wall = max(len(trial.info.nodes), 1), trial.info.wall_time_s
         setup = setup_seconds(wall, sessions, epoch_seconds(read_metrics(trial.dir)))
+        first = trial.info.nodes[0].started_at if trial.info.nodes else None
         if trial.dir in training:  # its last session runs until now (its wall time counts finished epochs only)
-            times.append(TrialTime(start, max(wall, now - start + setup), sessions, now - start + setup, setup))
+            times.append(TrialTime(start, max(wall, now - start + setup), sessions, now - start + setup, setup, first))
         else:
-            times.append(TrialTime(start, wall, sessions, setup_s=setup))
+            times.append(TrialTime(start, wall, sessions, setup_s=setup, first_start=first))
     return utilisation(times, slots, until=now if live else None)  # an idle live driver's time counts
 
 

@@ -174,7 +174,7 @@ def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) 
         return
     info = job.trial_info(trial_id, config)
     earlier_wall = info.wall_time_s = previous.wall_time_s if previous else 0.0
-    info.nodes = [*(previous.nodes if previous else []), Session(**this_node())]  # this session's node last
+    info.nodes = [*(previous.nodes if previous else []), Session(**this_node(), started_at=time.time())]  # this one last
     info.mixed_code = bool(previous and (previous.mixed_code or previous.code != info.code))
     start = time.perf_counter()
     try:

@@ -67,11 +67,13 @@ def one_line(exc: BaseException) -> str:
 
 
 class Session(BaseModel):
-    """The Ray node one session of a trial trained on."""
+    """The Ray node one session of a trial trained on, and when the session started (Unix time; None in the
+    files of a diffctl that did not record it)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
     node_id: str
     hostname: str
+    started_at: float | None = None
 
 
 class TrialInfo(BaseModel):

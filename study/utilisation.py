@@ -6,12 +6,12 @@ seen while it runs.
 A trial is its start, its wall time and its sessions (:class:`TrialTime`). The start is when its ``config.yaml``
 was written — the trainable writes it whenever a session starts, so it dates the trial's *last* session
 (``started_at`` in the trials table); the wall time is ``trial.json``'s ``wall_time_s``, every session summed; the
-sessions are its ``nodes`` entries (one per session). A trial of one session ran over [start - setup, start - setup
+sessions are its ``nodes`` entries (one per session, each with its start time). A trial of one session ran over [start - setup, start - setup
 + wall], its setup the part of its wall time before its start was written (:func:`setup_seconds`: its wall time
 less its epochs' time). A trial of several (a PBT member pauses at every perturbation epoch; a restarted trial) is
 placed in time by its last session only, taken as its wall time / sessions from its start; its earlier sessions
-count in the busy time and, as a bound, in the span (they ran before its last start), but not in the count of
-trials at once.
+count in the busy time and in the span (from its first session's recorded start; in files that lack it, from a
+bound: they ran before its last start), but not in the count of trials at once.
 
 - utilisation = the busy time (the trials' wall time summed) / (the span x the slots), the span running from the
   first start to the last end, less the idle gaps longer than :data:`IDLE_GAP_S` (no trial ran: the study was not
@@ -37,14 +37,16 @@ PEAK_MIN_S = 1.0
 
 class TrialTime(NamedTuple):
     """One trial's time: its (last session's) start, its wall time over every session, its sessions, its last
-    session's length where known (a trial training now: until now; else its wall time / sessions), and the
-    seconds its session ran before its start was written (:func:`setup_seconds`)."""
+    session's length where known (a trial training now: until now; else its wall time / sessions), the
+    seconds its session ran before its start was written (:func:`setup_seconds`), and when its first session
+    started where recorded (``trial.json``'s ``nodes``)."""
 
     start: float
     wall_s: float
     sessions: int = 1
     last_s: float | None = None
     setup_s: float = 0.0
+    first_start: float | None = None
 
     def _last(self) -> float:
         return self.wall_s / max(self.sessions, 1) if self.last_s is None else min(self.last_s, self.wall_s)
@@ -55,8 +57,12 @@ class TrialTime(NamedTuple):
         return begin, begin + self._last()
 
     def earliest(self) -> float:
-        """When it started at the latest: its earlier sessions ran before its last one started."""
-        return self.placed()[0] - (self.wall_s - self._last())
+        """When it started at the latest: its first session's recorded start; else a bound, its earlier sessions
+        having run before its last one started. (A PBT member's sessions interleave with the other members':
+        its first one started long before its wall time says.)"""
+        bound = self.placed()[0] - (self.wall_s - self._last())
+        return bound if self.first_start is None or self.first_start != self.first_start else \
+            min(bound, float(self.first_start))
 
 
 def setup_seconds(wall_s: float, sessions: int, epoch_seconds: float) -> float:
@@ -101,8 +107,8 @@ class Utilisation:
 
 
 def _ran(trials: list[TrialTime]) -> list[TrialTime]:
-    return [TrialTime(float(t.start), float(t.wall_s), int(t.sessions or 1), t.last_s, float(t.setup_s))
-            for t in trials if t.wall_s > 0]
+    return [TrialTime(float(t.start), float(t.wall_s), int(t.sessions or 1), t.last_s, float(t.setup_s),
+                      t.first_start) for t in trials if t.wall_s > 0]
 
 
 def running_steps(intervals: list[tuple[float, float]]) -> list[tuple[float, int]]:

@@ -26,7 +26,7 @@ SPEC = spec_variant(name="det", epochs=3, search_batch=2, asha={"grace_period": 
                     arms={"fixed": {**TINY["arms"]["fixed"], "budget": 4}, "lr": TINY["arms"]["lr"]})
 # What differs between two runs of the same spec by design: how long things took, and the session (which Ray
 # trial and node ran a trial, how many sessions it took).
-SESSION_COLUMNS = {"wall_time_s", "started_at", "nodes", "hosts", "first_node", "node_changes", "ray_trial_id",
+SESSION_COLUMNS = {"wall_time_s", "started_at", "first_session_at", "nodes", "hosts", "first_node", "node_changes", "ray_trial_id",
                    "restarts", "restarted", "final_epoch_time_s", "final_eval_time_s"}
 # A CPU-bound process at the lowest priority: the study's trials still meet busy cores (their timing changes), but
 # at full priority two of them starve Ray's own processes on 2 cores and the study takes ~15x longer.

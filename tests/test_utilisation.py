@@ -59,6 +59,18 @@ def test_a_trial_of_several_sessions_is_placed_by_its_last_one():
     assert utilisation([TrialTime(0.0, 0.0)], slots=2) is None  # nothing ran
 
 
+def test_a_member_whose_first_session_is_recorded_spans_from_it():
+    """Six PBT members on 2 slots: each 5 sessions of 4 s, interleaved over 60 s; every last session starts in
+    the last 12 s. From the last starts alone the span would be 12 + 16 s and the busy time (120 s) over 2 slots
+    more than 100%; from the first sessions' recorded starts it is 60 s: 100%."""
+    members = [TrialTime(48.0 + 4.0 * (m // 2), 20.0, sessions=5, first_start=4.0 * (m // 2)) for m in range(6)]
+    assert members[0].earliest() == 0.0 and members[5].earliest() == 8.0
+    used = utilisation(members, slots=2)
+    assert used.busy_s == 120.0 and used.span_s == 60.0 and used.utilisation == 1.0
+    unrecorded = utilisation([m._replace(first_start=None) for m in members], slots=2)
+    assert unrecorded.utilisation > 1.0  # the defect the recorded start removes
+
+
 def test_the_setup_before_the_start_was_written_moves_the_trial_earlier():
     """A trial's start is written after its model and data are built; its wall time counts from before."""
     records = [{"epoch_time_s": 3.0, "eval_time_s": 1.0}, {"epoch_time_s": 3.0, "eval_time_s": None}]
