@@ -97,9 +97,12 @@ def front_table(tables: StudyTables) -> pd.DataFrame:
     return table
 
 
-def _mean_variance(sd: float, n: int) -> float:
-    """The variance of a point's mean over its ``n`` seeds (0 for a point of one seed: no spread measured)."""
-    return sd**2 / n if n > 1 and sd == sd else 0.0
+def _part(point: pd.Series, share: float) -> tuple[float, int]:
+    """A front point's part in :func:`welch_interval` when it weighs ``share`` in the front's value: the variance
+    of its mean over its seeds times share² (0 for a point of one seed: no spread measured), and its degrees of
+    freedom."""
+    sd, n = float(point["sd"]), int(point["finished"])
+    return (share**2 * sd**2 / n if n > 1 and sd == sd else 0.0), max(n - 1, 1)
 
 
 def welch_interval(a: np.ndarray, b_mean: float, b_parts: list[tuple[float, int]]) -> tuple[float, float]:
@@ -138,14 +141,11 @@ def front_at(curve: pd.DataFrame, rate: float) -> tuple[float, list[tuple[float,
     below = curve[curve["rate"] <= rate].iloc[-1]
     above = curve[curve["rate"] > rate]
     if above.empty:
-        return float(below["selection"]), [(_mean_variance(below["sd"], int(below["finished"])),
-                                            max(int(below["finished"]) - 1, 1))], below, below
+        return float(below["selection"]), [_part(below, 1.0)], below, below
     upper = above.iloc[0]
     w = (rate - below["rate"]) / (upper["rate"] - below["rate"])  # the upper point's share
     value = (1 - w) * float(below["selection"]) + w * float(upper["selection"])
-    parts = [((1 - w) ** 2 * _mean_variance(below["sd"], int(below["finished"])), max(int(below["finished"]) - 1, 1)),
-             (w**2 * _mean_variance(upper["sd"], int(upper["finished"])), max(int(upper["finished"]) - 1, 1))]
-    return value, parts, below, upper
+    return value, [_part(below, 1 - w), _part(upper, w)], below, upper
 
 
 def margin_over_front(runs: pd.DataFrame, front: pd.DataFrame, selection: str, mode: str) -> dict:

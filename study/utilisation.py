@@ -61,8 +61,7 @@ class TrialTime(NamedTuple):
         having run before its last one started. (A PBT member's sessions interleave with the other members':
         its first one started long before its wall time says.)"""
         bound = self.placed()[0] - (self.wall_s - self._last())
-        return bound if self.first_start is None or self.first_start != self.first_start else \
-            min(bound, float(self.first_start))
+        return bound if self.first_start is None else min(bound, self.first_start)
 
 
 def setup_seconds(wall_s: float, sessions: int, epoch_seconds: float) -> float:
@@ -108,7 +107,8 @@ class Utilisation:
 
 def _ran(trials: list[TrialTime]) -> list[TrialTime]:
     return [TrialTime(float(t.start), float(t.wall_s), int(t.sessions or 1), t.last_s, float(t.setup_s),
-                      t.first_start) for t in trials if t.wall_s > 0]
+                      None if t.first_start is None or t.first_start != t.first_start else float(t.first_start))
+            for t in trials if t.wall_s > 0]
 
 
 def running_steps(intervals: list[tuple[float, float]]) -> list[tuple[float, int]]:
