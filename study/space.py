@@ -12,10 +12,17 @@ from .spec.schema import CategoricalDistribution, Distribution, FloatDistributio
 from .spec.space import is_active, sampling_order
 
 
+def _as_json(dist: Distribution | None) -> bool:
+    """Whether Optuna holds a categorical key's choices as their JSON text: when any choice is a list or mapping
+    (Optuna takes scalar choices only)."""
+    return isinstance(dist, CategoricalDistribution) and not all(
+        c is None or isinstance(c, (bool, int, float, str)) for c in dist.choices)
+
+
 def suggest(trial: Any, key: str, dist: Distribution) -> Any:
     """Sample one key with the matching ``trial.suggest_*`` call."""
     if isinstance(dist, CategoricalDistribution):
-        if all(c is None or isinstance(c, (bool, int, float, str)) for c in dist.choices):
+        if not _as_json(dist):
             return trial.suggest_categorical(key, dist.choices)
         # Optuna takes scalar choices only: lists and mappings travel as their JSON text.
         encoded = [json.dumps(c, sort_keys=True) for c in dist.choices]
@@ -39,11 +46,11 @@ class SearchSpace:
         self.space = {key: space[key] for key in sampling_order(space)}
 
     def encoded(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` as Optuna holds them (a list or mapping choice as its JSON text): what
-        ``Study.enqueue_trial`` takes to make a trial that suggests exactly ``params``."""
-        return {key: json.dumps(value, sort_keys=True)
-                if isinstance(self.space.get(key), CategoricalDistribution) and isinstance(value, (list, dict))
-                else value for key, value in params.items()}
+        """``params`` as Optuna holds them (every choice of a categorical key with a list or mapping among its
+        choices as its JSON text, ``None`` too: :func:`suggest`): what ``Study.enqueue_trial`` takes to make a trial
+        that suggests exactly ``params``."""
+        return {key: json.dumps(value, sort_keys=True) if _as_json(self.space.get(key)) else value
+                for key, value in params.items()}
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}

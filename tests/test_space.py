@@ -1,6 +1,7 @@
 """The define-by-run Optuna space: conditional keys appear exactly when their condition holds, values stay in
 their ranges, list choices reach the config as lists, and a seeded sampler replays the same trials."""
 
+import json
 import math
 import pickle
 import warnings
@@ -93,3 +94,21 @@ def test_space_survives_pickling(spec):
     space = pickle.loads(pickle.dumps(SearchSpace(spec.arms["ctl"].space)))
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     assert set(space(trial)) >= {"arm.warmup", "arm.regularizer_strength", "arm.stats", "optim.lr"}
+
+
+def test_an_enqueued_default_of_a_mixed_categorical_is_suggested_back():
+    """A categorical key whose choices mix ``None`` (a source's default statistics) with lists reaches Optuna as
+    JSON text for every choice: the arm's defaults, enqueued as the first trial of its search, must be encoded the
+    same way, ``None`` included (a search starting at ``arm.stats: null`` once failed with "'None' not in
+    ('null', ...)")."""
+    dist = {"type": "categorical", "choices": [None, ["H_A", "H_B"], ["KL_A", "KL_B", "rank"]]}
+    arm = ArmSpec.model_validate({"budget": 2, "config": {}, "space": {"arm.stats": dist, "arm.rho": {
+        "type": "categorical", "choices": [None, 0.1]}}})
+    space = SearchSpace(arm.space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for default in (None, ["KL_A", "KL_B", "rank"]):
+        study = optuna.create_study()
+        encoded = space.encoded({"arm.stats": default, "arm.rho": None})
+        assert encoded["arm.stats"] == json.dumps(default) and encoded["arm.rho"] is None  # scalar choices: as is
+        study.enqueue_trial(encoded)
+        assert space(study.ask()) == {"arm.stats": default, "arm.rho": None}
