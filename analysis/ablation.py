@@ -1,5 +1,5 @@
 """The causal answers to the open questions: the ablation around one arm's confirmed configuration
-(``study.ablate``, planned in ``<study>/ablate.json``).
+(``study.phases.ablate``, planned in ``<study>/ablate.json``).
 
 Each option that ran is compared with the centre — the arm's confirmation runs of its confirmed configuration,
 which every option's run names as its ``source_trial`` on the same seed — paired by seed on the ablation's seeds,
@@ -24,7 +24,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.phases.ablate import RUNS, AblationPlan, read_plan
-from study.spec.plan import ablate_seeds
+from study.protocol.plan import ablate_seeds
 
 from .compare import paired_table
 from .runs import confirm_runs, confirmation_winner, feasible_share

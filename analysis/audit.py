@@ -15,8 +15,8 @@ import math
 
 import pandas as pd
 
-from study.spec.plan import AUDIT, SEARCH
-from study.spec.ranking import ranking_score
+from study.protocol.plan import AUDIT, SEARCH
+from study.protocol.ranking import ranking_score
 
 from .load import StudyTables
 

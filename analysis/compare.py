@@ -22,11 +22,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.spec import Objective
-from study.spec.plan import CONFIRM, FRONT
-from study.spec.ranking import ranking_score
-from study.spec.reference import search_seed
-from study.spec.schema import DERIVED_METRICS
+from study.protocol import Objective
+from study.protocol.plan import CONFIRM, FRONT
+from study.protocol.ranking import ranking_score
+from study.protocol.reference import search_seed
+from study.protocol.schema import DERIVED_METRICS
 
 from .load import StudyTables
 from .pipeline import Grid, compare_grids
@@ -108,7 +108,7 @@ def search_table(tables: StudyTables) -> pd.DataFrame:
 
     ``pareto``: on the front of the arm's usable trials; ``pareto_feasible``: on the front of its feasible
     trials; ``selected``: the trial the spec's ranking rule picks in each replicate, as the study does
-    (``study.spec.ranking.ranking_score`` over the trials that ran every epoch: feasible first by the selection
+    (``study.protocol.ranking.ranking_score`` over the trials that ran every epoch: feasible first by the selection
     metric, else the one nearest the constraints; the front's arm ranks its front runs on the search seed too, and
     a replicate that a front point won selects no search trial);
     ``sampling``: ``defaults`` (the arm's own defaults, the first trial of each replicate), ``random`` (TPE's

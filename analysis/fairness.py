@@ -2,7 +2,7 @@
 reference arm every other arm is compared with (``StudyTables.reference_arm``: the spec's ``reference``, else the
 first fixed-λ arm).
 
-**Compute.** The cost table (``analysis.report.cost_table``) gives trial-epochs and CPU-seconds per arm and phase.
+**Compute.** The cost table (``analysis.sections.cost.cost_table``) gives trial-epochs and CPU-seconds per arm and phase.
 A PBT arm's population trains population x epochs trial-epochs whatever happens; an Optuna arm's search with early
 stopping consumes fewer than budget x epochs; the fixed-λ front counts as its arm's search (its tuning compute).
 :func:`compute_table` sets each arm's search trial-epochs against
@@ -18,8 +18,8 @@ from __future__ import annotations
 import pandas as pd
 
 from diffctl.config import config_from_dict
-from study.spec import trial_config
-from study.spec.plan import FRONT, SEARCH
+from study.protocol import trial_config
+from study.protocol.plan import FRONT, SEARCH
 
 from .load import StudyTables, flatten
 

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.spec.plan import CONFIRM, FRONT
-from study.spec.reference import front_points, point_of
+from study.protocol.plan import CONFIRM, FRONT
+from study.protocol.reference import front_points, point_of
 
 from .compare import main_arms, pareto_mask
 from .load import StudyTables

@@ -10,7 +10,7 @@ field of the last finished epoch, ``best_<metric>`` over epochs for each objecti
 ``recon_coverage_A`` over all operations, as written), else ``val``; ``feasible_val`` is judged on val for every
 trial (what the study's own decisions saw; the analysis's picks rank on it). ``epochs``: one row per trial-epoch with
 every record field. ``trial.json`` is read with the study's own model of it (``study.trialdir.TrialInfo``), the
-spec with the study's own reader (``study.spec``). Diverged, errored and unfinished trials are kept and flagged, never dropped.
+spec with the study's own reader (``study.protocol``). Diverged, errored and unfinished trials are kept and flagged, never dropped.
 
 Example::
 
@@ -33,10 +33,12 @@ from diffctl.config import config_from_dict, read_yaml_file
 from diffctl.errors import InputError
 from diffctl.metrics import counterpart_on_test
 from diffctl.files import atomic_write_bytes
-from study.spec import SPEC_FILE, StudySpec, saved_spec
-from study.spec.configs import arm_kind
-from study.spec.plan import FRONT, PHASES, TEST_SPLIT_PHASES, pbt_arms
-from study.status import is_published
+from study.protocol import SPEC_FILE, StudySpec, saved_spec
+from study.protocol.configs import arm_kind
+from study.protocol.constraints import is_number
+from study.protocol.errors import shown
+from study.protocol.plan import FRONT, PHASES, TEST_SPLIT_PHASES
+from study.state import is_published
 from study.trialdir import METRICS_FILE, TRIAL_FILE, Session, TrialInfo, parse_info, read_info, read_metrics
 
 USABLE_STATUSES = ("ok", "stopped")
@@ -95,8 +97,8 @@ class StudyTables:
         return f"fixed-λ reference arm `{reference}`" if kind == "fixed" else f"reference arm `{reference}` ({kind})"
 
     def pbt_arms(self) -> list[str]:
-        """The arms searched by population based training (``study.pbt``), in spec order."""
-        return pbt_arms(self.spec)
+        """The arms searched by population based training (``study.phases.pbt``), in spec order."""
+        return [label for label, arm in self.spec.arms.items() if arm.is_pbt]
 
     def arms(self) -> list[str]:
         """Arms in spec order, then any arm found on disk but missing from the spec."""
@@ -118,10 +120,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _has_type(value: Any, kinds: tuple[type, ...]) -> bool:
     """isinstance, except that a bool is no number (JSON tells them apart) and an integer must fit Parquet."""
     if isinstance(value, bool):
@@ -129,11 +127,6 @@ def _has_type(value: Any, kinds: tuple[type, ...]) -> bool:
     if isinstance(value, int) and not -INT64 <= value < INT64:
         return False
     return isinstance(value, kinds)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -160,20 +153,22 @@ def _check_record(record: Any, where: str) -> None:
         raise InputError(f"{where}: expected a JSON object")
     epoch = record.get("epoch")
     if not _has_type(epoch, (int,)) or epoch < 1:
-        raise InputError(f"{where}: epoch: expected an integer >= 1 (got {_shown(epoch)})")
+        raise InputError(f"{where}: epoch: expected an integer >= 1 (got {shown(epoch)})")
     if not isinstance(record.get("status"), str):
-        raise InputError(f"{where}: status: expected text (got {_shown(record.get('status'))})")
+        raise InputError(f"{where}: status: expected text (got {shown(record.get('status'))})")
     for key, value in record.items():
         kinds: tuple[type, ...] = (str, type(None)) if key in TEXT_FIELDS else (int, float, type(None))
         if not _has_type(value, kinds):
             raise InputError(f"{where}: {key}: expected {'text' if key in TEXT_FIELDS else 'a number'} "
-                             f"(got {_shown(value)})")
+                             f"(got {shown(value)})")
 
 
 def trial_dirs(study_dir: Path) -> list[tuple[str, Path]]:
-    """(phase, directory) of every trial: each directory under a phase's folder holding a trial.json."""
+    """(phase, directory) of every trial: each directory under a phase's folder holding a trial.json; the built-in
+    phases in their order, then any phase of one's own (``study.phases.registry.register_phase``) by name."""
     found = []
-    for phase in PHASES:
+    own = sorted({p.parents[2].name for p in study_dir.glob(f"*/*/*/{TRIAL_FILE}")} - set(PHASES))
+    for phase in (*PHASES, *own):
         root = study_dir / phase
         if root.is_dir():
             found += [(phase, p.parent) for p in sorted(root.rglob(TRIAL_FILE))]
@@ -230,9 +225,9 @@ def _trial_row(
     finished = [r for r in records if r.get("status") == "ok"]
     row["final_epoch"] = finished[-1]["epoch"] if finished else None
     if finished:
-        row.update({f"final_{k}": v for k, v in finished[-1].items() if _is_number(v) and k != "epoch"})
+        row.update({f"final_{k}": v for k, v in finished[-1].items() if is_number(v) and k != "epoch"})
     for objective in spec.tracked_objectives():
-        values = [r[objective.metric] for r in finished if _is_number(r.get(objective.metric))]
+        values = [r[objective.metric] for r in finished if is_number(r.get(objective.metric))]
         row[f"best_{objective.metric}"] = (min if objective.mode == "min" else max)(values) if values else None
     return row
 

@@ -1,4 +1,4 @@
-"""The PBT arms of a study (``study.pbt``) as the analysis reads them from their files: the lineage of every
+"""The PBT arms of a study (``study.phases.pbt``) as the analysis reads them from their files: the lineage of every
 exploit (``tables/pbt_lineage.csv``), the replayed schedule per epoch, and the report's section on them with the
 cost accounting (a population of ``budget`` members x epochs, against ``budget`` x epochs of every Optuna arm).
 

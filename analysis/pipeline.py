@@ -6,7 +6,7 @@ and the spread between replicates (the search's own variance) is part of every i
 **Input.** Each arm's runs as a :class:`Grid`, replicates x seeds (both arms on the same seeds, in one order):
 the metric's ``values`` and the ``feasible`` flag of each run (every spec constraint met; a missing, diverged or
 unfinished run is not feasible). A cell is *scored* (feasible, with a value), a *loss* (not feasible, whatever
-its value: below every feasible run, the ranking rule of ``study.spec.ranking``) or a *gap* (feasible but the
+its value: below every feasible run, the ranking rule of ``study.protocol.ranking``) or a *gap* (feasible but the
 metric was not measured at this epoch: left out of everything).
 
 **Pairs.** Run (i, s) of A meets run (j, s) of B: the same seed, since every replicate of every arm runs the

@@ -20,7 +20,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from matplotlib.ticker import AutoLocator
 
-from study.spec import Objective
+from study.protocol import Objective
 
 from .compare import main_arms, pareto_mask
 from .load import StudyTables

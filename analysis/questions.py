@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from diffctl.errors import one_line
 from study.journal import JOURNAL_FILE
-from study.trialdir import one_line
 
 from .load import StudyTables
 from .stats import ALPHA, NOT_TESTED

@@ -18,8 +18,8 @@ import math
 
 import pandas as pd
 
-from study.spec.plan import ABLATE, CONFIRM, RETUNE, ablate_seeds
-from study.spec.ranking import ConfirmedRun, rank_sources
+from study.protocol.plan import ABLATE, CONFIRM, RETUNE, ablate_seeds
+from study.protocol.ranking import ConfirmedRun, rank_sources
 
 from .load import StudyTables
 

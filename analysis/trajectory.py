@@ -6,7 +6,7 @@ last epoch's and the whole run's, averaged over seeds) against the reference arm
 reference searches has its [low, high]; a key it does not search counts as its constant. A value outside means
 that "beats tuned fixed λ" would only say "the fixed search could not go there".
 
-**Three levels.** The arm against its distilled baselines (``study.distill``), paired by seed at every budget
+**Three levels.** The arm against its distilled baselines (``study.phases.distill``), paired by seed at every budget
 on the selection metric, Holm-corrected over the three baselines at each budget:
 
 - ``destination only``: a constant baseline (``final`` or ``mean``) is equivalent at every budget;
@@ -23,8 +23,8 @@ import math
 import pandas as pd
 
 from diffctl.arms.piecewise import CONTROL_KEYS
-from study.spec.plan import STILL_KINDS
-from study.spec.schema import FloatDistribution, IntDistribution
+from study.protocol.plan import STILL_KINDS
+from study.protocol.schema import FloatDistribution, IntDistribution
 
 from .compare import main_arms, paired_table
 from .runs import winner_runs

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-from study.spec.plan import SEARCH
+from study.protocol.plan import SEARCH
 
 from .load import StudyTables
 from .runs import winner_runs

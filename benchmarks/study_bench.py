@@ -29,7 +29,7 @@ import yaml
 from diffctl.config import load_config
 from diffctl.train import train
 from study.runner import connect, create_study_dir, run_phases
-from study.spec import load_spec
+from study.protocol import load_spec
 
 CONCURRENT = 2
 WARM_S = 10.0  # seconds for Ray's idle workers to import torch and the project (~3.3 s each here)

@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(reference_lines(args.arm)))
         return EXIT_OK
     if args.command == "study" and args.study_command == "status" and _published(args.dir):
-        from analysis.results import published_status_lines  # a published study is read from its tables
+        from analysis.published_status import published_status_lines  # a published study is read from its tables
 
         print("\n".join(published_status_lines(Path(args.dir).absolute()) or []))
         return EXIT_OK
@@ -193,8 +193,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _published(directory: str) -> bool:
-    """A published study directory (``study.status.is_published``)."""
-    from study.status import is_published
+    """A published study directory (``study.state.is_published``)."""
+    from study.state import is_published
 
     return is_published(Path(directory))
 

@@ -2,9 +2,9 @@
 nothing, writes nothing and starts no Ray (this module imports neither Ray nor Optuna).
 
 The checks are the run's own (:func:`checked_run`, which ``study.runner.run_study`` calls too): the spec loaded and
-checked against diffctl (``study.spec.load_spec``: every config a trial can receive, every ablation option's
+checked against diffctl (``study.protocol.load_spec``: every config a trial can receive, every ablation option's
 values, every metric named looked up in a real one-step epoch record of each arm kind), the study name, and a study
-directory that can be created and does not exist yet. The plan is read off the spec (``study.spec.plan``): per phase
+directory that can be created and does not exist yet. The plan is read off the spec (``study.protocol.plan``): per phase
 and arm label the most trials it can run and their trial-epochs, then the same per arm.
 
 Example::
@@ -20,15 +20,27 @@ from pathlib import Path
 
 from diffctl.errors import InputError
 
-from .spec import StudySpec, load_spec
-from .spec.plan import SEARCH, pbt_arms, phase_places, place_bound
+from .protocol import StudySpec, load_spec
+from .phases.base import Place
+from .phases.registry import PhasePlaces, check_phases, phases
+from .probe import check_metrics
+
+
+def checked_spec(spec_path: str | Path, *, name: str | None = None, max_concurrent: int | None = None) -> StudySpec:
+    """A spec file loaded with every check a study makes before it runs: its schema and sections
+    (``study.protocol.load_spec``), the sections of the phases it names (``study.phases.registry.check_phases``) and
+    every metric it names against a real epoch record of each arm kind (``study.probe``)."""
+    spec = load_spec(spec_path, name=name, max_concurrent=max_concurrent)
+    check_phases(spec)
+    check_metrics(spec)
+    return spec
 
 
 def checked_run(spec_path: str, *, name: str | None, storage: str, max_concurrent: int | None
                 ) -> tuple[StudySpec, Path]:
     """The spec of ``study run`` loaded and checked, and the study directory it would create (absolute; neither
     it nor the storage is created here). Raises :class:`InputError` with one line naming the key or argument."""
-    spec = load_spec(spec_path, name=name, max_concurrent=max_concurrent)
+    spec = checked_spec(spec_path, name=name, max_concurrent=max_concurrent)
     study_dir = Path(storage).absolute() / spec.name
     existing = next(p for p in study_dir.parents if p.exists())  # the storage, or the ancestor it is made in
     if not existing.is_dir():
@@ -38,17 +50,11 @@ def checked_run(spec_path: str, *, name: str | None, storage: str, max_concurren
     return spec, study_dir
 
 
-def source_arm(spec: StudySpec, label: str) -> str:
-    """The spec arm a place's label is made from (``controller.distilled_final`` -> ``controller``)."""
-    if label in spec.arms:
-        return label
-    return max((a for a in spec.arms if label.startswith(f"{a}.")), key=len, default=label)
-
-
-def plan_rows(spec: StudySpec) -> list[tuple[str, str, int, int]]:
-    """(phase, arm label, most trials, most trial-epochs) of every place, in the order they run."""
-    return [(phase, label, bound, bound * spec.epochs)
-            for phase, label in phase_places(spec) for bound in [place_bound(spec, phase, label)]]
+def plan_rows(spec: StudySpec) -> list[tuple[Place, str, int, int]]:
+    """(place, how it is searched, most trials, most trial-epochs) of every place, in the order they run."""
+    places = PhasePlaces(phases(), spec)
+    return [(place, "" if phase.plans else spec.arms[place.label].search, bound, bound * spec.epochs)
+            for phase, place in places for bound in [places.bound(place)]]
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
@@ -70,7 +76,6 @@ def reference_words(spec: StudySpec) -> str:
 def plan_lines(spec: StudySpec, spec_path: str, study_dir: Path) -> list[str]:
     """What ``diffctl study check`` prints: the spec's decisions, the places and the arms' totals."""
     rows = plan_rows(spec)
-    pbt = set(pbt_arms(spec))
     lines = [f"{spec_path}: the spec is valid; nothing was run or written (study run would write {study_dir})", "",
              f"study {spec.name}: {len(spec.arms)} arms x {spec.search_replicates} search replicate(s), {spec.epochs} "
              f"epochs per trial, at most {spec.max_concurrent} trials at once, {spec.cpus_per_trial} CPU(s) each",
@@ -86,14 +91,13 @@ def plan_lines(spec: StudySpec, spec_path: str, study_dir: Path) -> list[str]:
                         "here would refuse it (run it on a cluster with --address)"]
     lines += ["Planned trials (at most: early stopping, arms with nothing to confirm and ablation options that "
               "change nothing run fewer):", ""]
-    shown = [(phase, label, ("pbt" if label in pbt else "optuna") if phase == SEARCH else "", bound, epochs)
-             for phase, label, bound, epochs in rows]
-    lines += _table(("phase", "arm", "search by", "trials", "trial-epochs"), shown)
+    lines += _table(("phase", "arm", "search by", "trials", "trial-epochs"),
+                    [(place.phase, place.label, how, bound, epochs) for place, how, bound, epochs in rows])
     per_arm: dict[str, dict[str, int]] = {arm: {} for arm in spec.arms}
-    for phase, label, bound, _ in rows:
-        counts = per_arm.setdefault(source_arm(spec, label), {})
-        counts[phase] = counts.get(phase, 0) + bound
-    phases = list(dict.fromkeys(phase for phase, *_ in rows))
+    for place, _, bound, _ in rows:
+        counts = per_arm.setdefault(place.source, {})
+        counts[place.phase] = counts.get(place.phase, 0) + bound
+    phases = list(dict.fromkeys(place.phase for place, *_ in rows))
     totals = [(arm, *(counts.get(p, 0) for p in phases), sum(counts.values()), sum(counts.values()) * spec.epochs)
               for arm, counts in per_arm.items()]
     totals.append(("total", *(sum(r[1 + i] for r in totals) for i in range(len(phases))),

@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> Path | None:
         print("\n".join(storage_lines(directory) or status_lines(directory)))
         return None
     if args.study_command == "spec":
-        from .spec.show import spec_reference_lines
+        from .protocol.show import spec_reference_lines
 
         print("\n".join(spec_reference_lines()))
         return None

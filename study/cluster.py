@@ -22,9 +22,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from diffctl.errors import InputError
-
-from .trialdir import one_line
+from diffctl.errors import InputError, one_line
 
 RELEASE_TIMEOUT_S = 5.0  # for a Tuner's trial actors to give back their CPUs once it has ended (seen: <= 2 s)
 PROBE_TIMEOUT_S = 120.0  # for every node to answer (a node starts a worker process for its probe first)

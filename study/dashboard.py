@@ -27,12 +27,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna_dashboard import wsgi
 
-from diffctl.errors import InputError
+from diffctl.errors import InputError, one_line
 
 from .journal import JOURNAL_FILE
-from .spec import SPEC_FILE
+from .protocol import SPEC_FILE
 from .state import read_state
-from .trialdir import one_line
 
 
 READ_ONLY = "is read-only here: diffctl study dashboard never changes a study"

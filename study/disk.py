@@ -11,9 +11,9 @@ from pathlib import Path
 from diffctl.config import config_from_dict
 from diffctl.model import DualVAE, param_count
 
-from .spec.configs import trial_config
-from .spec.plan import phase_places, total_trials
-from .spec.schema import StudySpec
+from .protocol.configs import trial_config
+from .phases.registry import PhasePlaces, phases
+from .protocol.schema import StudySpec
 from .trialdir import FINISHED, OK, TRAINER_FILE, TrialSummary, read_trials
 
 # A Trainer state holds the model's float32 parameters and AdamW's two moments of each (the arm's few
@@ -77,9 +77,8 @@ def projected_need(study_dir: Path, spec: StudySpec) -> DiskNeed:
       are left): each running trial keeps one, removed when it ends. Its size is the largest ``trainer.pt``
       seen in the study directory, else estimated from the model's parameter count.
     """
-    trials: list[TrialSummary] = [
-        t for phase, arm in phase_places(spec) for t in read_trials(study_dir / phase / arm)
-    ]
+    places = PhasePlaces(phases(), spec)
+    trials: list[TrialSummary] = [t for p in places.places() for t in read_trials(study_dir / p.phase / p.label)]
     sizes = {t.dir: directory_bytes(t.dir) for t in trials}
     ended = [t for t in trials if t.status in FINISHED]
     states = [(t.dir / TRAINER_FILE).stat().st_size for t in trials if (t.dir / TRAINER_FILE).is_file()]
@@ -87,7 +86,7 @@ def projected_need(study_dir: Path, spec: StudySpec) -> DiskNeed:
     measured = [sizes[t.dir] for t in ended if t.status == OK] or [sizes[t.dir] for t in ended]
     trial_bytes = round(sum(measured) / len(measured)) if measured else state_bytes
     shared = directory_bytes(study_dir) - sum(sizes.values())
-    trials_left = max(total_trials(spec) - len(ended), 0)
+    trials_left = max(places.total() - len(ended), 0)
     return DiskNeed(
         trials_left=trials_left,
         trial_bytes=trial_bytes,

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from diffctl.errors import InputError
-
-from .trialdir import lock_held
+from diffctl.files import lock_held
 
 DRIVER_LOCK = "driver.lock"
 # `study status` holds a shared lock for an instant while it looks; a driver starting in that instant tries again.

@@ -16,11 +16,10 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from .spec.plan import phase_places, place_bound, total_trials
-from .spec.ranking import best_trial, is_feasible, selection_value
-from .spec.schema import StudySpec
+from .protocol.ranking import best_trial, is_feasible, selection_value
+from .protocol.schema import StudySpec
 from .state import PHASE_DONE, PHASE_RUNNING, read_state, set_phase
-from .trialdir import FINISHED, OK, SEARCH, read_trials, trial_name, trial_place
+from .trialdir import FINISHED, OK, read_trials, trial_name, trial_place
 
 
 @dataclass
@@ -43,20 +42,22 @@ class StudyProgress:
     """Counts finished trials over the whole study and prints progress lines. Trials of several arms and phases
     run side by side in the study's one Tuner, so each line names its phase and arm."""
 
-    def __init__(self, spec: StudySpec, study_dir: Path, out: TextIO = sys.stdout) -> None:
+    def __init__(self, spec: StudySpec, study_dir: Path, places: Any, out: TextIO = sys.stdout) -> None:
         self.spec, self.study_dir, self.out = spec, study_dir, out
         self.start = time.monotonic()
-        self.total = total_trials(spec)
+        self.places = places  # the study's study.phases.registry.PhasePlaces
+        self.total = places.total()
         self.counted: set[tuple[str, str, str]] = set()  # (phase, arm, name) of trials that finished, in any session
         self.done_now = 0
         self.phases: dict[tuple[str, str], _Phase] = {}
         self._known: dict[tuple[str, str], int] = {}  # place -> the trial count the total holds for it
         phases = read_state(study_dir)["phases"]
-        for phase, arm in phase_places(spec):
+        for place in places.places():
+            phase, arm = place.key
             trials = read_trials(study_dir / phase / arm)
             self.counted.update((phase, arm, t.trial_id) for t in trials if t.status in FINISHED)
-            if phase != SEARCH and phases.get(phase, {}).get(arm) == PHASE_DONE:
-                self._count(phase, arm, len(trials), place_bound(spec, phase, arm))
+            if places.phase(phase).plans and phases.get(phase, {}).get(arm) == PHASE_DONE:
+                self._count(phase, arm, len(trials), places.bound(place))
 
     def _count(self, phase: str, arm: str, total: int, bound: int) -> None:
         """Count ``total`` trials for a place in the study total, which held ``bound`` for it before (once per
@@ -90,7 +91,7 @@ class StudyProgress:
         self.done_now += 1
         phase, arm = place
         if place not in self.phases:  # a phase started in an earlier session; this trial is counted below
-            total = place_bound(self.spec, phase, arm)
+            total = self.places.bound(next(p for p in self.places.places() if p.key == place))
             self.phases[place] = self._from_files(phase, arm, total, besides=name)
         state = self.phases[place]
         state.done += 1

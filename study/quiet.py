@@ -15,7 +15,7 @@ RESTORE_ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
 # `diffctl study resume`, which also restores the PBT Tuners and the searcher's state around it.
 TUNE_LOGGER = "ray.tune.tune"
 # Tune's ERROR at the end of a fit whose trials did not all terminate (an interrupt; or a trial that failed past
-# its retries): the study gives every such trial its status and reason itself (``study.runner._finish``), and the report lists
+# its retries): the study gives every such trial its status and reason itself (``study.tuners.finish``), and the report lists
 # them. And the WARNING of Tune's results reader (RESTORE_ANALYSIS_LOGGER) after an interrupt, "Failed to fetch
 # metrics for N trial(s)": trials interrupted before their first result have none; their own files hold theirs.
 UNFINISHED_ERROR = "Trials did not complete"

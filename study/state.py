@@ -12,7 +12,9 @@ from typing import Any
 from diffctl.errors import InputError
 from diffctl.files import atomic_write_text
 
-from .spec.plan import CONFIRM, SEARCH
+from .protocol import SPEC_FILE
+from .protocol.plan import CONFIRM, SEARCH
+from .trialdir import TRIAL_FILE
 
 STATE_FILE = "state.json"
 PHASE_RUNNING, PHASE_DONE = "running", "done"
@@ -54,3 +56,11 @@ def set_phase(study_dir: Path, phase: str, arm: str, value: str) -> None:
     state = read_state(study_dir)
     state["phases"].setdefault(phase, {})[arm] = value
     write_state(study_dir, state)
+
+
+def is_published(path: Path) -> bool:
+    """A published study (what ``results/<name>/`` commits): its spec and ``trials.parquet`` (``analysis.load``
+    writes it), without a state.json or any trial directory (``<phase>/<arm>/<name>/trial.json``). ``analysis``
+    reads it from its tables."""
+    return (not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
+            and next(path.glob(f"*/*/*/{TRIAL_FILE}"), None) is None)

@@ -13,10 +13,10 @@ from diffctl.errors import InputError
 from .disk import disk_warning
 from .driver import driver_pid
 from .phases.ablate import NOT_APPLICABLE, SAME, option_text, read_plan
-from .spec import SPEC_FILE, saved_spec
-from .spec.plan import PHASES, SEARCH, phase_places, place_bound
-from .spec.ranking import best_trial
-from .state import PHASE_DONE, PHASE_RUNNING, STATE_FILE, read_state
+from .protocol import saved_spec
+from .phases.registry import PhasePlaces, phases
+from .protocol.ranking import best_trial
+from .state import PHASE_DONE, PHASE_RUNNING, STATE_FILE, is_published, read_state
 from .trialdir import (
     CONFIG_FILE,
     DIVERGED,
@@ -40,12 +40,12 @@ def status_lines(study_dir: Path) -> list[str]:
     state = read_state(study_dir)
     spec = saved_spec(study_dir)
     lines = [f"study {state['name']} at {study_dir} (created {state['created']})"]
-    places = phase_places(spec)
-    width = max(20, *(len(arm) for _, arm in places))  # the longest label (an ablation option's) in one column
+    places = PhasePlaces(phases(), spec)
+    width = max(20, *(len(place.label) for place in places.places()))  # the longest label (an ablation option's) in one column
     header = f"{'phase':8} {'arm':{width}} {'state':8} {'ok':>4} {'stop':>4} {'div':>4} {'err':>4} {'run':>4} {'total':>5}"
     lines.append(f"{header}  best {spec.selection.metric} ({spec.selection.mode}, feasible)")
     abandoned, paused = [], 0
-    by_place = {(phase, arm): read_trials(study_dir / phase / arm) for phase, arm in places}
+    by_place = {place: read_trials(study_dir / place.phase / place.label) for place in places.places()}
     # "running" in trial.json, but only a trial a process trains now runs (not after an interrupt or a kill)
     training = {t.dir for trials in by_place.values() for t in trials if t.status == RUNNING and in_training(t.dir)}
     driver = driver_pid(study_dir)  # None: no driver holds the study's lock (none started, or it is gone)
@@ -54,16 +54,17 @@ def status_lines(study_dir: Path) -> list[str]:
     plan = read_plan(study_dir)
     # options that run nothing: the centre's configuration, another option's (same as <label>), or not applicable
     idle = {o.label: o for o in plan.options if o.status in NO_RUNS or o.same_as} if plan is not None else {}
-    for (phase, arm), trials in by_place.items():
+    for place, trials in by_place.items():
+        phase, arm = place.key
         if replaced := sum(t.abandoned for t in trials):
             abandoned.append(f"{phase} {arm}: {replaced}")
         trials = [t for t in trials if not t.abandoned]
         phase_state = state["phases"].get(phase, {}).get(arm, "pending")
         if arm in idle:
             phase_state = NO_RUNS.get(idle[arm].status, NO_RUNS[SAME])
-        bound = 0 if arm in idle else place_bound(spec, phase, arm)
+        bound = 0 if arm in idle else places.bound(place)
         # a phase still running may not have started every run it plans: at most its bound until it is done
-        total = len(trials) if phase != SEARCH and phase_state == PHASE_DONE else max(bound, len(trials))
+        total = len(trials) if places.phase(phase).plans and phase_state == PHASE_DONE else max(bound, len(trials))
         count = {s: sum(t.status == s for t in trials) for s in (OK, STOPPED, DIVERGED, ERROR)}
         count[RUNNING] = sum(t.dir in training for t in trials)
         paused += sum(t.status == RUNNING for t in trials) - count[RUNNING]
@@ -117,13 +118,6 @@ def _utilisation(slots: int, trials: list[TrialSummary], training: set[Path], li
         else:
             times.append(TrialTime(start, wall, sessions, setup_s=setup, first_start=first))
     return utilisation(times, slots, until=now if live else None)  # an idle live driver's time counts
-
-
-def is_published(path: Path) -> bool:
-    """A published study (what ``results/<name>/`` commits): its spec and ``trials.parquet`` (``analysis.load``
-    writes it), without a state.json or any trial directory. ``analysis`` reads it from its tables."""
-    return (not (path / STATE_FILE).exists() and (path / "trials.parquet").is_file() and (path / SPEC_FILE).is_file()
-            and not any(next((path / phase).rglob(TRIAL_FILE), None) for phase in PHASES))
 
 
 def storage_lines(storage: Path) -> list[str] | None:

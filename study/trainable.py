@@ -16,7 +16,7 @@ driver killed in between leaves a snapshot naming a deleted checkpoint, and ``Tu
 trial ("Could not recover from checkpoint as it does not exist on storage anymore", reproduced by the kill test
 of tests/test_study.py). Keeping them all costs ~2 MB per epoch and trial. The trial directory already holds
 the newest state, never older than the records beside it. The members of a population based training are the
-exception (``study.phases.pbt.MemberCheckpoints``): a member continues from another member's state, which only
+exception (``study.phases.pbt.members.MemberCheckpoints``): a member continues from another member's state, which only
 Ray can hand it.
 
 A diverged record ends the trial normally (status ``diverged``; ``study.phases.search`` tells Optuna FAIL);
@@ -36,34 +36,28 @@ import torch
 from ray import tune
 
 from diffctl.config import config_from_dict
+from diffctl.errors import one_line
 from diffctl.files import atomic_torch_save
 from diffctl.train import Trainer
 
 from .cluster import this_node
-from .phases.distill import distilled_trial_config
-from .phases.pbt import MemberCheckpoints
-from .spec.configs import trial_config
-from .spec.plan import TEST_SPLIT_PHASES
-from .spec.ranking import tune_metrics
-from .spec.schema import StudySpec
+from .phases.base import Phase, TrialRequest
+from .phases.registry import phases  # (and with it the search methods, which a worker's search trials use)
+from .protocol.ranking import tune_metrics
+from .protocol.schema import StudySpec
 from .trialdir import (
-    ABLATE,
-    DISTILL,
     DIVERGED,
     ERROR,
     LOCK_FILE,
     OK,
-    RETUNE,
     RUNNING,
-    SEARCH,
     STOPPED,
     TRAINER_FILE,
     Session,
     TrialInfo,
-    one_line,
     read_info,
-    trial_name,
     read_metrics,
+    trial_name,
     write_config,
     write_info,
     write_metrics,
@@ -73,58 +67,49 @@ from .trialdir import (
 @dataclass(frozen=True)
 class TrialJob:
     """What every trial of a study shares; handed to the trainable with ``tune.with_parameters``. Each trial's Ray
-    config says its phase, arm, name and params (and, for a planned run, its seed and source trial; see
-    ``study.searcher``)."""
+    config is its phase's request (``study.phases.base.TrialRequest``); ``phases`` are the study's phases
+    (``study.phases.registry``), which say how a request trains."""
 
     spec: StudySpec
     study_dir: str
     code: dict[str, Any] | None = None  # the code version of the driver (diffctl.provenance): every trial records it
+    phases: tuple[Phase, ...] = ()  # the study's phases (default: those registered, study.phases.registry)
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            object.__setattr__(self, "phases", tuple(phases()))
+
+    def phase(self, name: str) -> Phase:
+        return next(p for p in self.phases if p.name == name)
 
     def trial_dir(self, config: dict[str, Any]) -> Path:
         return Path(self.study_dir) / config["phase"] / config["arm"] / trial_name(config)
 
-    def trial_info(self, ray_trial_id: str, config: dict[str, Any]) -> TrialInfo:
-        """The ``trial.json`` a trial starts with, from its Ray config."""
-        info = TrialInfo(arm=config["arm"], phase=config["phase"], trial_id=trial_name(config),
-                         params=dict(config["params"]), seed=-1, status=RUNNING, ray_trial_id=ray_trial_id,
-                         replicate=config.get("replicate"), code=self.code)
-        if info.phase == SEARCH:
-            info.sampling, info.batch, info.slot = config.get("sampling"), config.get("batch"), config.get("slot")
-        else:
-            info.seed = int(config["seed"])
-            info.source_trial = config["source_trial"]
-            info.source_feasible = config.get("source_feasible")
-        if info.phase == DISTILL:
-            info.source_arm, info.distill = config["source_arm"], config["distill"]
-            info.distilled = dict(config["arm_config"])
-        if info.phase in (ABLATE, RETUNE):
-            info.source_arm, info.ablate_axis = config["source_arm"], config["ablate_axis"]
-            info.ablate_option, info.overrides = config["ablate_option"], dict(config["overrides"])
+    def trial_info(self, ray_trial_id: str, request: TrialRequest) -> TrialInfo:
+        """The ``trial.json`` a trial starts with: the request's keys its phase records."""
+        info = TrialInfo(arm=request.arm, phase=request.phase, trial_id=request.name, params=dict(request.params),
+                         seed=-1 if request.seed is None else request.seed, status=RUNNING,
+                         ray_trial_id=ray_trial_id, replicate=request.replicate, code=self.code)
+        recorded = {**request.model_dump(), "distilled": request.arm_config}
+        for key in sorted(self.phase(request.phase).record_keys):
+            setattr(info, key, recorded[key])
         return info
 
-    def trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
-        """The diffctl config (as a dict) a trial trains with. The runs whose numbers a reader quotes (the front,
-        confirmation, distilled and ablation runs) also evaluate the held-out test split (``eval.test_split``);
-        the runs that stand for search decisions (search, audit, retune) do not. The study's decisions read the val
-        split alone."""
-        data = self._trial_config(info, config)
-        data.setdefault("eval", {})["test_split"] = info.phase in TEST_SPLIT_PHASES
+    def trial_config(self, request: TrialRequest) -> dict[str, Any]:
+        """The diffctl config (as a dict) a trial trains with (its phase's rule). The runs whose numbers a reader
+        quotes (the phases with ``test_split``: the front, confirmation, distilled and ablation runs) also evaluate
+        the held-out test split (``eval.test_split``); the runs that stand for search decisions (search, audit,
+        retune) do not. The study's decisions read the val split alone."""
+        phase = self.phase(request.phase)
+        data = phase.trial_config(self.spec, request)
+        data.setdefault("eval", {})["test_split"] = phase.test_split
         return data
 
-    def _trial_config(self, info: TrialInfo, config: dict[str, Any]) -> dict[str, Any]:
-        seed = None if info.phase == SEARCH else info.seed
-        if "arm_config" in config:  # a distilled run, or a confirmation run of a PBT arm's schedule
-            return distilled_trial_config(self.spec, {"source_arm": info.arm, **config}, seed)
-        if info.phase in (ABLATE, RETUNE):  # the centre's configuration and a seed, with the option's overrides
-            return trial_config(self.spec, config["source_arm"], info.params, seed, config["overrides"])
-        return trial_config(self.spec, info.arm, info.params, seed)
-
-    def state_store(self, trial_dir: Path, config: dict[str, Any]) -> TrainerFile | MemberCheckpoints:
-        """Where the trial keeps its state between epochs and how it reports: a PBT member's Ray checkpoints, or
-        every other trial's own ``trainer.pt``."""
-        if config["phase"] == SEARCH and self.spec.arms[config["arm"]].is_pbt:
-            return MemberCheckpoints(self.spec, trial_dir, trial_name(config), config["arm"])
-        return TrainerFile(self.spec, trial_dir)
+    def state_store(self, trial_dir: Path, request: TrialRequest) -> Any:
+        """Where the trial keeps its state between epochs and how it reports: its phase's store (a PBT member's
+        Ray checkpoints), or its own ``trainer.pt``."""
+        store = self.phase(request.phase).state_store(self.spec, trial_dir, request)
+        return store if store is not None else TrainerFile(self.spec, trial_dir)
 
 
 class TrainerFile:
@@ -165,20 +150,21 @@ def train_trial(config: dict[str, Any], job: TrialJob) -> None:
 
 
 def _run(trial_dir: Path, trial_id: str, config: dict[str, Any], job: TrialJob) -> None:
+    request = TrialRequest.from_config({**config, "name": trial_name(config)})
     previous = read_info(trial_dir)
-    store = job.state_store(trial_dir, config)
+    store = job.state_store(trial_dir, request)
     if previous is not None and previous.status in (OK, DIVERGED, STOPPED):
         # It ended before the driver recorded that: report its last record again, leave its files alone.
         store.end()
         store.report(read_metrics(trial_dir)[-1])
         return
-    info = job.trial_info(trial_id, config)
+    info = job.trial_info(trial_id, request)
     earlier_wall = info.wall_time_s = previous.wall_time_s if previous else 0.0
     info.nodes = [*(previous.nodes if previous else []), Session(**this_node(), started_at=time.time())]  # this one last
     info.mixed_code = bool(previous and (previous.mixed_code or previous.code != info.code))
     start = time.perf_counter()
     try:
-        trained = config_from_dict(job.trial_config(info, config))
+        trained = config_from_dict(job.trial_config(request))
         info.seed = trained.seed
         trainer = Trainer(trained)
         store.resume(trainer, info, previous)  # a trial that ran before continues where its state was saved

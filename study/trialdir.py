@@ -4,28 +4,26 @@ analysis. :class:`TrialInfo` is the one model of ``trial.json``: what the traina
 validates.
 
 A trial's directory is ``<study>/<phase>/<arm>/<name>/``, its name given by the searcher in its Ray config
-(``study.spec.plan``: the same in every run of the spec; ``trial_id`` in ``trial.json`` and the tables). Ray's
+(``study.protocol.plan``: the same in every run of the spec; ``trial_id`` in ``trial.json`` and the tables). Ray's
 own trial directory (``ray/``, ``ray_pbt/``; its TensorBoard files) is named ``<phase>-<arm>-<name>-<Ray id>``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from diffctl.config import Config, dump_config
-from diffctl.config import format_validation_error as format_config_error
 from diffctl.errors import InputError
-from diffctl.files import atomic_write_jsonl, atomic_write_text, read_jsonl
+from diffctl.files import NO_FILE, atomic_write_jsonl, atomic_write_text, lock_held, read_json, read_jsonl
 
-from .spec.plan import ABLATE, AUDIT, CONFIRM, DISTILL, FRONT, PHASES, RETUNE, SEARCH, member_name
+from .protocol.errors import shown, validation_line
+from .protocol.plan import ABLATE, AUDIT, CONFIRM, DISTILL, FRONT, PHASES, RETUNE, SEARCH, member_name
 
 CONFIG_FILE, METRICS_FILE, TRIAL_FILE = "config.yaml", "metrics.jsonl", "trial.json"
 TRAINER_FILE = "trainer.pt"  # Trainer.state_dict() after the last epoch, while the trial runs
@@ -60,10 +58,9 @@ def trial_place(config: dict[str, Any]) -> tuple[str, str]:
     return config["phase"], config["arm"]
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+# The keys of trial.json that only some phases record (the rest every trial has).
+PHASE_KEYS = frozenset({"source_trial", "source_feasible", "sampling", "source_arm", "distill", "distilled",
+                        "ablate_axis", "ablate_option", "overrides", "batch", "slot"})
 
 
 class Session(BaseModel):
@@ -83,8 +80,8 @@ class TrialInfo(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
     arm: str
-    phase: Literal[PHASES]  # type: ignore[valid-type]
-    trial_id: str  # its name (study.spec.plan)
+    phase: str = Field(pattern=r"^[a-z][a-z_]*$")  # a phase of study.phases.registry
+    trial_id: str  # its name (study.protocol.plan)
     params: dict[str, Any]
     seed: Int64
     status: str  # running, then ok, diverged, error or stopped
@@ -116,16 +113,9 @@ class TrialInfo(BaseModel):
     slot: Int64 | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``trial.json`` holds: the keys of the trial's phase."""
-        drop = {"source_trial", "source_feasible"} if self.phase == SEARCH else {"sampling"}
-        if self.phase != DISTILL:
-            drop |= {"distill", "distilled"}
-        if self.phase not in (DISTILL, ABLATE, RETUNE):
-            drop.add("source_arm")
-        if self.phase not in (ABLATE, RETUNE):
-            drop |= {"ablate_axis", "ablate_option", "overrides"}
-        if self.phase != SEARCH:
-            drop |= {"batch", "slot"}
+        """What ``trial.json`` holds: every key but the phase-specific ones its phase did not record (set; a
+        phase records its ``record_keys``, ``study.phases.base``), and no replicate or exploits when there are none."""
+        drop = set(PHASE_KEYS - self.model_fields_set)
         if self.replicate is None:
             drop.add("replicate")
         if self.exploits is None:
@@ -145,37 +135,15 @@ def write_info(trial_dir: Path, info: TrialInfo) -> None:
     atomic_write_text(trial_dir / TRIAL_FILE, json.dumps(info.to_dict(), indent=1, allow_nan=False) + "\n")
 
 
-NO_FILE = object()  # what read_json returns for a file that does not exist (a file may hold JSON's null)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or :data:`NO_FILE` when there is no such file; an unreadable one raises
-    :class:`InputError` naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return NO_FILE
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable ({type(exc).__name__})") from None
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def parse_info(data: Any, path: Path) -> TrialInfo:
     """``trial.json``'s content as a :class:`TrialInfo`; a wrong one raises :class:`InputError` naming the file
     and the key."""
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object (got {_shown(data)})")
+        raise InputError(f"{path}: expected a JSON object (got {shown(data)})")
     try:
         return TrialInfo.model_validate(data)
     except pydantic.ValidationError as exc:
-        error = exc.errors()[0]
-        if error["type"] == "missing":
-            raise InputError(f"{path}: {'.'.join(str(p) for p in error['loc'])}: missing") from None
-        raise InputError(f"{path}: {format_config_error(error, model=None)}") from None
+        raise InputError(validation_line(exc, str(path))) from None
 
 
 def read_info(trial_dir: Path) -> TrialInfo | None:
@@ -231,21 +199,6 @@ def read_trials(experiment_dir: Path) -> list[TrialSummary]:
                 records = read_metrics(trial_dir)
                 out.append(TrialSummary(trial_dir, info, records[-1] if records else {}))
     return out
-
-
-def lock_held(path: Path) -> bool:
-    """Whether some process holds an exclusive flock on ``path`` (the kernel frees it when that process dies)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def in_training(trial_dir: Path) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME
-from study.spec.schema import DISTILL_VARIANTS as VARIANTS
+from study.protocol.schema import DISTILL_VARIANTS as VARIANTS
 from study_kill import Killed, killed_in_phases_and_resumed
 from tiny_specs import TINY, spec_variant
 

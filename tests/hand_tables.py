@@ -15,8 +15,8 @@ import pandas as pd
 
 from analysis.load import StudyTables
 from study.phases.ablate import RUNS, AblationPlan, CentreRun, PlannedOption
-from study.spec import spec_from_dict
-from study.spec.plan import ablate_label
+from study.protocol import spec_from_dict
+from study.protocol.plan import ablate_label
 from tiny_specs import spec_variant
 
 EPOCHS = 2

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from diffctl.config import parse_yaml
 from diffctl.errors import InputError
-from study.spec import spec_from_dict
+from study.protocol import spec_from_dict
 from test_hostile_input import is_valid, scalars
 
 # Values that a key of the wrong type or an absurd size gets.

@@ -11,7 +11,7 @@ each once per test session (``tiny_study``, ``direct_study``); a test works on a
 - :func:`build_direct_study`: the same phases without Ray, in-process, through the study's own code: each arm's
   ``ArmSearch`` asks Optuna for fixed parameters (``SEARCH_PARAMS``, enqueued) and tells it every end, every run
   is trained by the trainable's own ``_run`` (with Ray's report and node lookup stubbed), and the confirmation
-  and distilled runs are what the study's planned phases plan (``study.searcher.PLANNERS``) — about 20 s.
+  and distilled runs are what the study's planned phases plan (``study.phases.registry``) — about 20 s.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from diffctl.provenance import code_version
 from study.journal import journal_storage
 from study.phases.search import ArmSearch
 from study.runner import create_study_dir
-from study.searcher import PLANNERS
-from study.spec import spec_from_dict
-from study.spec.plan import SEARCH, planned_places
-from study.spec.ranking import tune_metrics
+from study.protocol import spec_from_dict
+from study.phases.registry import PhasePlaces, phases
+from study.protocol.plan import SEARCH
+from study.protocol.ranking import tune_metrics
 from study.state import PHASE_DONE, read_state, set_phase, write_state
 from study.trainable import TrialJob
 from study.trialdir import read_metrics
@@ -83,7 +83,7 @@ def build_direct_study(root: Path) -> Path:
     """The phases of ``SPEC`` run in-process at ``root`` (see the module docstring)."""
     spec = spec_from_dict(SPEC)
     create_study_dir(root, spec, None)
-    job, storage = TrialJob(spec, str(root), code_version()), journal_storage(root)
+    job, storage = TrialJob(spec, str(root), code_version(), tuple(phases())), journal_storage(root)
     node = {"node_id": "direct", "hostname": "direct"}
     with mock.patch.object(study.trainable.tune, "report"), mock.patch.object(study.trainable, "this_node",
                                                                                return_value=node):
@@ -96,9 +96,11 @@ def build_direct_study(root: Path) -> Path:
                 last = _train(job, ray_trial_id, search.next_run(ray_trial_id))
                 search.on_complete(ray_trial_id, {**last, **tune_metrics(spec, last)}, error=False)
             set_phase(root, SEARCH, arm, PHASE_DONE)
-        for place in planned_places(spec):
-            for run in PLANNERS[place.phase].plan(spec, root, place.label).runs:
-                _train(job, f"direct-{place.phase}-{run['name']}", run)
+        for phase, place in PhasePlaces(phases(), spec):
+            if not phase.plans:
+                continue
+            for run in phase.plan(spec, root, place).runs:
+                _train(job, f"direct-{place.phase}-{run.name}", run.ray_config())
             set_phase(root, place.phase, place.label, PHASE_DONE)
     state = read_state(root)
     write_state(root, {**state, "finished": True})

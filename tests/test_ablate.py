@@ -22,7 +22,7 @@ from analysis.stats import VERDICTS, holm
 from diffctl.config import load_config
 from derived_study import AXES, EXPECTED, RUNNING, SEEDS
 from study.phases.ablate import NOT_APPLICABLE, RUNS, SAME, read_plan
-from study.spec.plan import ablate_label
+from study.protocol.plan import ablate_label
 from study.trialdir import ABANDONED, ERROR
 from study_kill import assert_nothing_reran
 from tiny_specs import run_diffctl

@@ -30,9 +30,9 @@ from study.phases.ablate import (
     effective_config,
     read_plan,
 )
-from study.spec import spec_from_dict, trial_config
-from study.spec.plan import ABLATE, ablate_label
-from study.searcher import PLANNERS
+from study.protocol import spec_from_dict, trial_config
+from study.protocol.plan import ABLATE, ablate_label
+from study.phases.registry import phase, place_of
 from tiny_specs import spec_variant
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,8 @@ def test_options_with_one_configuration_run_once_and_the_plan_names_both(dedup_s
     ran = {d.name: sorted(q.name for q in d.iterdir()) for d in (dedup_study / "ablate").iterdir()}
     assert ran == {label: [f"s{SEED}"] for label in RUNNING}
     for label in same_as:
-        planned = PLANNERS[ABLATE].plan(spec_from_dict(SPEC), dedup_study, label)
+        spec = spec_from_dict(SPEC)
+        planned = phase(ABLATE).plan(spec, dedup_study, place_of(spec, ABLATE, label))
         assert planned.runs == [] and planned.notes == [f"{ABLATE} {label}: {SAME_AS}{same_as[label]}; no runs"]
     # What ran is the configuration both options name: the encoder-side statistics, pre_decode or encoder alike.
     ran_config = load_config(dedup_study / "ablate" / ENCODER_SIDE / f"s{SEED}" / "config.yaml").to_dict()

@@ -20,9 +20,9 @@ from analysis.quality import epochs_to_target, quality_frontier
 from analysis import questions
 from analysis.load import StudyTables, build_tables
 from analysis.questions import NO_DIFFERENCE, answer_axis, grouped_table, param_importances
-from study.spec import Objective, saved_spec
+from study.protocol import Objective, saved_spec
 from diffctl.cli import main
-from study.spec.schema import DISTILL_VARIANTS as VARIANTS
+from study.protocol.schema import DISTILL_VARIANTS as VARIANTS
 from diffctl.errors import InputError
 from study_fixture import SPEC, copy_study
 

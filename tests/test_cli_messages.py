@@ -10,7 +10,7 @@ import pytest
 
 from diffctl.cli import build_parser, main
 from study.cli import SHIPPED_SPECS, spec_path
-from study.spec.schema import MAX_CONCURRENT
+from study.protocol.schema import MAX_CONCURRENT
 from study.state import new_state, write_state
 
 ROOT = Path(__file__).resolve().parents[1]

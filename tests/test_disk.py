@@ -15,7 +15,7 @@ import torch
 from diffctl.config import config_from_dict
 from diffctl.train import Trainer
 from study.disk import disk_warning, format_bytes, model_state_bytes, projected_need
-from study.spec import spec_from_dict, trial_config
+from study.protocol import spec_from_dict, trial_config
 from tiny_specs import TINY, spec_variant
 
 SPEC = spec_from_dict(TINY)  # 2 + 2 search trials, 2 x 2 confirmation runs: 8 in all, 2 at a time

@@ -19,8 +19,8 @@ import pytest
 from analysis.load import build_tables
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
-from study.spec.plan import distilled_label
-from study.spec.schema import DISTILL_VARIANTS as VARIANTS
+from study.protocol.plan import distilled_label
+from study.protocol.schema import DISTILL_VARIANTS as VARIANTS
 from derived_study import SEEDS
 from study_kill import assert_nothing_reran
 from tiny_specs import run_diffctl

@@ -21,10 +21,10 @@ import pytest
 from analysis.cli import analyze
 from analysis.front import margin_over_front, welch_interval
 from analysis.load import build_tables
-from study.spec import SpecError, spec_from_dict
-from study.spec.checks import check_spec
-from study.spec.reference import default_params, front_points
-from study.spec.ranking import ranking_score
+from study.protocol import SpecError, spec_from_dict
+from study.protocol.checks import check_spec
+from study.protocol.reference import default_params, front_points
+from study.protocol.ranking import ranking_score
 from study.trialdir import read_trials
 from tiny_specs import run_study, spec_variant
 
@@ -166,7 +166,7 @@ def test_an_arm_with_no_feasible_front_point_at_its_rate_has_no_margin_and_says_
 ])
 def test_the_spec_refuses_a_front_or_defaults_it_cannot_run(change, message):
     with pytest.raises(SpecError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        check_spec(spec_from_dict({**SPEC, **change}), probe=False)
+        check_spec(spec_from_dict({**SPEC, **change}))
 
 
 def test_an_arm_that_ranks_higher_by_giving_up_reconstruction_is_not_better(study):

@@ -28,7 +28,7 @@ from diffctl.cli import main
 from diffctl.config import config_from_dict, parse_yaml
 from diffctl.errors import InputError
 from diffctl.reproduce import recorded_objective
-from study.spec import check_resources, load_spec
+from study.protocol import check_resources, load_spec
 from study_damage import STUDY_FILES, damage, garbled, mutations
 from test_hostile_input import HYP, assert_one_line_error, run_cli
 from tiny_specs import TINY, TINY_SPEC, write_spec

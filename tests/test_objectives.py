@@ -7,10 +7,10 @@ import pytest
 
 from diffctl.config import config_from_dict
 from diffctl.errors import InputError
-from study.spec.constraints import WORST, parse_constraint
-from study.spec.probe import record_fields
-from study.spec.ranking import constraint_values, is_feasible, ranking_score, selection_value, tune_metrics
-from study.spec import spec_from_dict
+from study.protocol.constraints import WORST, parse_constraint
+from study.probe import record_fields
+from study.protocol.ranking import constraint_values, is_feasible, ranking_score, selection_value, tune_metrics
+from study.protocol import spec_from_dict
 from tiny_specs import spec_variant
 
 OK = {"status": "ok", "val_loss_unweighted": 30.0, "triplet_r_A": 0.7, "val_exact_match_A": 0.95}

@@ -24,8 +24,9 @@ from diffctl.config import config_from_dict
 from diffctl.errors import InputError
 from diffctl.schema import Section
 from diffctl.train import train
-from study.spec import load_spec, trial_config
-from study.spec.plan import phase_places
+from study.protocol import load_spec, trial_config
+from study.check import checked_spec
+from study.phases.registry import phase_places
 from tiny_specs import TINY, spec_variant, write_spec
 
 pytestmark = pytest.mark.slow
@@ -93,7 +94,7 @@ def test_train_records_the_ramp():
 
 def test_a_tiny_study_runs_and_compares_the_arm(tmp_path_factory):
     root = tmp_path_factory.mktemp("own-arm")
-    spec = load_spec(write_spec(root, SPEC))  # every check of a study run, the probe epoch of kind ramp included
+    spec = checked_spec(write_spec(root, SPEC))  # every check of a study run, the probe epoch of kind ramp included
     assert spec.reference_arm() == "fixed"
     assert ("distill", "ramp.distilled_final") in phase_places(spec)  # its weights move: distilled like any arm
     assert config_from_dict(trial_config(spec, "ramp", {"arm.w_rank_end": 2.0}, seed=1001)).arm.w_rank_end == 2.0
@@ -114,7 +115,7 @@ def test_a_study_spec_names_an_unknown_kind_until_it_is_registered(tmp_path):
     unregister_arm("ramp")
     try:
         with pytest.raises(InputError, match=r"^arms.ramp.config: arm.kind: unknown arm kind 'ramp'"):
-            load_spec(write_spec(tmp_path, SPEC), probe=False)
+            load_spec(write_spec(tmp_path, SPEC))
     finally:
         register_arm(RampArm)
-    assert load_spec(write_spec(tmp_path, SPEC), probe=False).arm_kind("ramp") == "ramp"
+    assert load_spec(write_spec(tmp_path, SPEC)).arm_kind("ramp") == "ramp"

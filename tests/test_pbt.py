@@ -24,10 +24,10 @@ from diffctl.errors import InputError
 from diffctl.files import read_jsonl
 from study.phases.pbt import initial_params
 from study.trialdir import schedule_file
-from study.spec import load_spec
+from study.protocol import load_spec
 from study_kill import assert_nothing_reran, killed_in_phase_and_resumed
-from study.spec import trial_config
-from study.spec.plan import total_trials
+from study.protocol import trial_config
+from study.phases.registry import total_trials
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec
 
 MUTATIONS = {"arm.w_rank": {"type": "float", "low": 0.05, "high": 20.0, "log": True},
@@ -86,7 +86,7 @@ BAD_SPECS = [
 @pytest.mark.parametrize("case, changes, message", BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
 def test_bad_pbt_spec_names_the_key(tmp_path, case, changes, message):
     with pytest.raises(InputError) as info:
-        load_spec(write_spec(tmp_path, spec_variant(epochs=4, **changes)), probe=False)
+        load_spec(write_spec(tmp_path, spec_variant(epochs=4, **changes)))
     text = str(info.value)
     assert text.startswith(message) and "\n" not in text, text
 
@@ -100,18 +100,18 @@ def test_bad_pbt_spec_fails_at_the_command_line(tmp_path, capsys):
 
 
 def test_a_pbt_spec_counts_its_population_and_draws_the_same_members(tmp_path):
-    spec = load_spec(write_spec(tmp_path, SPEC), probe=False)
+    spec = load_spec(write_spec(tmp_path, SPEC))
     # search 4 + 2; confirmation 1 x 2 seeds (PBT: its schedule only) + 1 x 2; distilled `final` of pbt: 2
     assert total_trials(spec) == 6 + 2 + 2 + 2
     draws = initial_params(spec, "pbt")
-    assert draws == initial_params(load_spec(write_spec(tmp_path, SPEC, "again.yaml"), probe=False), "pbt")
+    assert draws == initial_params(load_spec(write_spec(tmp_path, SPEC, "again.yaml")), "pbt")
     assert len(draws) == 4 and len({d["arm.w_rank"] for d in draws}) == 4
     for draw in draws:
         assert 0.05 <= draw["arm.w_rank"] <= 20.0 and 0.0 <= draw["arm.rho"] <= 0.5 and 3e-4 <= draw["optim.lr"] <= 3e-3
     other = {**SPEC, **_pbt(pbt={**PBT_ARM["pbt"], "seed": 1})}
-    assert initial_params(load_spec(write_spec(tmp_path, other, "other.yaml"), probe=False), "pbt") != draws
+    assert initial_params(load_spec(write_spec(tmp_path, other, "other.yaml")), "pbt") != draws
     thinned = {**SPEC, "epochs": 7, "base": {"eval": {"full_every": 3}}}
-    spec = load_spec(write_spec(tmp_path, thinned, "thinned.yaml"), probe=False)
+    spec = load_spec(write_spec(tmp_path, thinned, "thinned.yaml"))
     assert {2, 4, 6} <= set(trial_config(spec, "pbt", draws[0])["eval"]["full_epochs"])  # ranked in full
     assert 6 not in trial_config(spec, "fixed", {})["eval"]["full_epochs"]  # other arms as before
 
@@ -169,7 +169,7 @@ def test_exploits_continue_from_the_source_state(study):
             assert record["w_rank_mean"] == pytest.approx(exploit["after"]["arm.w_rank"], rel=2**-23)
             assert record["rho_mean"] == pytest.approx(exploit["after"]["arm.rho"], rel=2**-23, abs=1e-12)
     # Every member started from the spec's draws: an exploited one's `before`, the others' params.
-    spec = load_spec(study_dir / "spec.yaml", probe=False)
+    spec = load_spec(study_dir / "spec.yaml")
     started = [i["exploits"][0]["before"] if i["exploits"] else i["params"] for i in members.values()]
     assert sorted(json.dumps(p, sort_keys=True) for p in started) == \
         sorted(json.dumps(p, sort_keys=True) for p in initial_params(spec, "pbt"))

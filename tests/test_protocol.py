@@ -25,8 +25,8 @@ from analysis.audit import audit_summary
 from analysis.load import build_tables
 from analysis.runs import winner_runs
 from study.dashboard import read_only_storage
-from study.spec import spec_from_dict
-from study.spec.ranking import ranking_score
+from study.protocol import spec_from_dict
+from study.protocol.ranking import ranking_score
 from tiny_specs import run_study, spec_variant
 
 pytestmark = pytest.mark.slow

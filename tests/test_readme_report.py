@@ -1,10 +1,13 @@
 """README's guide to the report names every section the report writes, in the report's order, and every plot the
-analysis draws (and nothing else): the list cannot drift from ``analysis/report.py`` and ``analysis/plots*.py``."""
+analysis draws (and nothing else): the list cannot drift from the report's sections (``analysis.sections.SECTIONS``)
+and ``analysis/plots*.py``."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from analysis.sections import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -12,9 +15,11 @@ GUIDE = README[README.index("Read the report top down:"):README.index("An interr
 
 
 def _sections() -> list[str]:
-    """The report's top-level sections in the order the template writes them, each by its leading words."""
-    template = (ROOT / "analysis" / "report.py").read_text(encoding="utf-8")
-    headings = re.findall(r"^## (.+)$", template, flags=re.MULTILINE)
+    """The report's top-level sections in the order the registry writes them, each by its leading words."""
+    # Every `## ` heading of report.md is a section's title: no section writes one into its own text.
+    for module in sorted((ROOT / "analysis" / "sections").glob("*.py")):
+        assert not re.findall(r"^## ", module.read_text(encoding="utf-8"), flags=re.MULTILINE), module.name
+    headings = [section.title for section in SECTIONS if section.title is not None]
     return [h.split(" (")[0].split(",")[0] for h in headings]
 
 

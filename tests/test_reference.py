@@ -20,7 +20,7 @@ from analysis.compare import paired_vs_fixed
 from analysis.load import build_tables
 from analysis.trajectory import box_check
 from diffctl.cli import main
-from study.spec import load_spec
+from study.protocol import load_spec
 from tiny_specs import spec_variant, write_spec
 
 pytestmark = pytest.mark.slow
@@ -45,9 +45,9 @@ def study(tmp_path_factory) -> Path:
 
 
 def test_the_spec_resolves_its_reference(tmp_path):
-    spec = load_spec(write_spec(tmp_path, SPEC), probe=False)
+    spec = load_spec(write_spec(tmp_path, SPEC))
     assert spec.reference == spec.reference_arm() == "plain"
-    default = load_spec(write_spec(tmp_path, spec_variant(), "default.yaml"), probe=False)
+    default = load_spec(write_spec(tmp_path, spec_variant(), "default.yaml"))
     assert default.reference == "fixed"  # the first fixed-λ arm, written into the resolved spec
 
 

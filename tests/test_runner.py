@@ -16,8 +16,8 @@ import ray
 from ray.tune.execution import class_cache
 
 from diffctl.cli import main
-from study import runner
-from study.spec import spec_from_dict
+from study import runner, tuners
+from study.protocol import spec_from_dict
 from study_fixture import copy_study
 from study_kill import poll_until
 from tiny_specs import DIFFCTL, TINY, diffctl_env, run_diffctl, spec_variant, write_spec
@@ -40,7 +40,7 @@ def test_trial_actors_get_no_runtime_env(monkeypatch):
 @pytest.mark.parametrize("asha, length", [(None, "2"), ({"grace_period": 1, "reduction_factor": 2}, None)])
 def test_results_are_buffered_unless_asha(monkeypatch, asha, length):
     monkeypatch.setenv("TUNE_RESULT_BUFFER_LENGTH", "7")
-    runner._buffer_results(spec_from_dict(spec_variant(asha=asha)))
+    tuners.buffer_results(spec_from_dict(spec_variant(asha=asha)))
     assert os.environ.get("TUNE_RESULT_BUFFER_LENGTH") == length  # 2 = the tiny spec's epochs
     monkeypatch.delenv("TUNE_RESULT_BUFFER_LENGTH", raising=False)
     monkeypatch.delenv("TUNE_RESULT_BUFFER_MIN_TIME_S", raising=False)

@@ -6,8 +6,6 @@ driver's tell, and a batch a killed driver asked is found again in the journal."
 
 from __future__ import annotations
 
-import fcntl
-import os
 import pickle
 import subprocess
 import sys
@@ -15,10 +13,11 @@ import time
 
 import optuna
 
+from diffctl.files import lock_held
 from study.journal import JOURNAL_FILE, JournalFlock, journal_storage
 from study.phases.search import ArmSearch
 from study.searcher import StudySearch
-from study.spec import spec_from_dict
+from study.protocol import spec_from_dict
 from study.trialdir import TrialInfo, read_info, write_info, write_metrics
 from tiny_specs import TINY
 
@@ -32,24 +31,12 @@ time.sleep(60)
 """
 
 
-def _locked(path) -> bool:
-    """Whether another process holds the flock on ``path``."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
 def test_lock_of_a_killed_holder_is_free_at_once(tmp_path):
     path = tmp_path / "journal.flock"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        assert _locked(path)
+        assert lock_held(path)
     finally:
         holder.kill()
         holder.wait()
@@ -58,7 +45,7 @@ def test_lock_of_a_killed_holder_is_free_at_once(tmp_path):
     assert lock.acquire()
     assert time.perf_counter() - start < 1.0  # Optuna's own lock files wait 30 s for a dead holder
     lock.release()
-    assert not _locked(path)
+    assert not lock_held(path)
 
 
 def test_journal_storage_writes_under_it(tmp_path):

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from study.phases.search import SearchSpace, arm_sampler_seed, tpe_sampler
-from study.spec import ArmSpec, spec_from_dict
+from study.protocol import ArmSpec, spec_from_dict
 from tiny_specs import spec_variant
 
 SPACE = {

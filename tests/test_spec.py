@@ -10,9 +10,10 @@ import yaml
 from diffctl.cli import main
 from diffctl.config import config_from_dict
 from diffctl.errors import InputError
-from study.spec import check_resources, dump_spec, load_spec, spec_from_dict
-from study.spec import trial_config
-from study.spec.plan import phase_places, place_bound, total_trials
+from study.protocol import check_resources, dump_spec, load_spec, spec_from_dict
+from study.protocol import trial_config
+from study.check import checked_spec
+from study.phases.registry import phase_places, place_bound, total_trials
 from tiny_specs import TINY, spec_variant, write_spec
 
 
@@ -136,7 +137,7 @@ BAD_SPECS = [
 @pytest.mark.parametrize("case, changes, message", BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
 def test_bad_spec_names_the_key(tmp_path, case, changes, message):
     with pytest.raises(InputError) as info:
-        load_spec(write_spec(tmp_path, spec_variant(**changes)))
+        checked_spec(write_spec(tmp_path, spec_variant(**changes)))
     text = str(info.value)
     assert text.startswith(message), text
     assert "\n" not in text
@@ -150,8 +151,8 @@ def test_missing_objectives_is_named(tmp_path):
 
 
 def test_an_ablation_resolves_and_judges_each_option_against_a_centre(tmp_path):
-    from study.confirmed import NOT_APPLICABLE, RUNS, SAME, option_status
-    from study.spec.plan import ablated_arms
+    from study.ablation_options import NOT_APPLICABLE, RUNS, SAME, option_status
+    from study.protocol.plan import ablated_arms
 
     axes = {"rho": {"zero": {"arm.rho": 0.0}, "as centre": {"arm.rho": 0.3}},
             "kl": {"huge": {"arm.w_kl": 5000.0}}}  # out of the arm's range: no centre takes it
@@ -211,7 +212,7 @@ def test_existing_study_directory_is_refused(tmp_path, capsys):
 def test_a_thinned_full_evaluation_keeps_every_asha_rung_full(tmp_path):
     """With eval.full_every > 1 every trial config lists ASHA's rung epochs in eval.full_epochs (merged with the
     ones the spec lists); with full_every 1 the config is left as written; without ASHA there are no rungs."""
-    from study.spec.configs import full_eval_epochs
+    from study.protocol.configs import full_eval_epochs
 
     base = {"eval": dict(TINY["base"]["eval"], full_every=4, full_epochs=[5])}
     spec = load_spec(write_spec(tmp_path, spec_variant(epochs=12, base=base,
@@ -230,14 +231,14 @@ def test_a_thinned_full_evaluation_keeps_every_asha_rung_full(tmp_path):
 
 @pytest.mark.parametrize("grace, factor, epochs", [(1, 3.0, 12), (2, 2.5, 40), (10, 3.0, 40), (3, 1.5, 30), (1, 2, 1)])
 def test_rung_epochs_are_the_schedulers_rungs(grace, factor, epochs):
-    """study.spec.configs.rung_epochs are the milestones of Ray's ASHA with the same grace period and reduction
+    """study.protocol.configs.rung_epochs are the milestones of Ray's ASHA with the same grace period and reduction
     factor (first epoch >= milestone), below the last epoch; SearchPruner judges there."""
     import math
 
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.phases.search import SearchPruner
-    from study.spec.configs import rung_epochs
+    from study.phases.search.pruner import SearchPruner
+    from study.protocol.configs import rung_epochs
 
     spec = spec_from_dict(spec_variant(epochs=epochs, asha={"grace_period": grace, "reduction_factor": factor}))
     ray_asha = ASHAScheduler(time_attr="epoch", metric="x", mode="max", max_t=epochs, grace_period=grace,
@@ -258,30 +259,30 @@ def test_a_grace_period_not_longer_than_a_warm_up_is_refused(tmp_path):
     arms = {"ctl": _controller_arm(warmup="hold")}
     refused = spec_variant(epochs=6, arms=arms, reference="ctl", asha={"grace_period": 3, "reduction_factor": 2})
     with pytest.raises(InputError, match=r"^asha.grace_period: 3 is not longer than the 3-epoch warm-up arm ctl"):
-        load_spec(write_spec(tmp_path, refused), probe=False)
+        load_spec(write_spec(tmp_path, refused))
     for fine in ({"grace_period": 4, "reduction_factor": 2}, None):  # a longer grace, or no early stopping
-        load_spec(write_spec(tmp_path, spec_variant(epochs=6, arms=arms, reference="ctl", asha=fine)), probe=False)
+        load_spec(write_spec(tmp_path, spec_variant(epochs=6, arms=arms, reference="ctl", asha=fine)))
     # a warm-up that does not hold the controller back (init at the defaults) leaves any grace period free
     free = spec_variant(epochs=6, arms={"ctl": _controller_arm(warmup="init_at_defaults")}, reference="ctl",
                         asha={"grace_period": 1, "reduction_factor": 2})
-    load_spec(write_spec(tmp_path, free), probe=False)
+    load_spec(write_spec(tmp_path, free))
 
 
 def test_an_audit_needs_early_stopping(tmp_path):
     with pytest.raises(InputError, match=r"^audit: no early stopping to audit"):
-        load_spec(write_spec(tmp_path, spec_variant(audit={"per_arm": 1}, asha=None)), probe=False)
+        load_spec(write_spec(tmp_path, spec_variant(audit={"per_arm": 1}, asha=None)))
     spec = load_spec(write_spec(tmp_path, spec_variant(audit={"per_arm": 2}, epochs=4,
-                                                       asha={"grace_period": 1, "reduction_factor": 2})), probe=False)
+                                                       asha={"grace_period": 1, "reduction_factor": 2})))
     assert place_bound(spec, "audit", "fixed") == 2 and ("audit", "lr") in phase_places(spec)
 
 
 def test_an_option_that_changes_only_inert_keys_is_not_applicable(tmp_path):
     """Under a same-loss controller the lookahead cadence and outer data change nothing: the option is not
     applicable (reported before anything runs), not a run that repeats the centre."""
-    from study.confirmed import NOT_APPLICABLE, RUNS, option_status
+    from study.ablation_options import NOT_APPLICABLE, RUNS, option_status
 
     arms = {"ctl": _controller_arm(objective="same_loss")}
-    spec = load_spec(write_spec(tmp_path, spec_variant(arms=arms, reference="ctl")), probe=False)
+    spec = load_spec(write_spec(tmp_path, spec_variant(arms=arms, reference="ctl")))
     status, reason = option_status(spec, "ctl", {"arm.warmup_epochs": 1}, 1001, {"arm.lookahead_every": 4})
     assert status == NOT_APPLICABLE
     assert reason == "arm.lookahead_every has no effect under arm.objective: same_loss"
@@ -297,7 +298,7 @@ def test_a_retuned_option_is_checked_and_runs_its_own_search(tmp_path):
                                                                       "log": True}}}}
     axes = {"objective": {"lookahead": lookahead}}
     spec = load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()}, reference="ctl",
-                                                       ablate={"arm": "ctl", "axes": axes})), probe=False)
+                                                       ablate={"arm": "ctl", "axes": axes})))
     label = "ctl.ablate.objective.lookahead"
     assert [(p, lab) for p, lab in phase_places(spec) if lab == label] == [("retune", label), ("ablate", label)]
     assert place_bound(spec, "retune", label) == 3 and spec.ablate.overrides("objective", "lookahead") == {
@@ -308,4 +309,4 @@ def test_a_retuned_option_is_checked_and_runs_its_own_search(tmp_path):
         "arm.virtual_lr": {"type": "float", "low": 1e-4, "high": 100.0}}}}}}
     with pytest.raises(InputError, match=r"^ablate.axes.objective.lookahead.retune.space: arm.virtual_lr"):
         load_spec(write_spec(tmp_path, spec_variant(arms={"ctl": _controller_arm()}, reference="ctl",
-                                                    ablate={"arm": "ctl", "axes": bad})), probe=False)
+                                                    ablate={"arm": "ctl", "axes": bad})))

@@ -23,7 +23,7 @@ from diffctl.cli import main
 from diffctl.config import load_config
 from diffctl.files import read_jsonl
 from study.phases.search import ORPHAN
-from study.spec.constraints import WORST
+from study.protocol.constraints import WORST
 from study.status import status_lines
 from study.trialdir import read_trials
 from study_kill import finished_trials, in_flight_trials, kill, poll_until, start_diffctl, unknown_trials

@@ -14,10 +14,10 @@ import pytest
 from pydantic import BaseModel
 
 from diffctl.cli import main
-from study.spec import load_spec
-from study.spec.plan import total_trials
-from study.spec.schema import Ablate, Retune, StudySpec
-from study.spec.show import _models
+from study.protocol import load_spec
+from study.phases.registry import total_trials
+from study.protocol.schema import Ablate, Retune, StudySpec
+from study.protocol.show import _models
 from tiny_specs import TINY_SPEC, diffctl_env, spec_variant, write_spec
 
 CONTROLLER = {"budget": 2, "config": {"arm": {"kind": "controller"}},
@@ -54,7 +54,7 @@ def test_a_good_spec_prints_its_plan_and_runs_nothing(tmp_path):
     assert rows == {("search", "fixed"): ["2", "4"], ("search", "lr"): ["2", "4"],
                     ("confirm", "fixed"): ["2", "4"], ("confirm", "lr"): ["2", "4"]}
     total = next(line.split() for line in out.splitlines() if line.startswith("total"))
-    assert total[-2:] == [str(total_trials(load_spec(spec, probe=False))), "16"]
+    assert total[-2:] == [str(total_trials(load_spec(spec))), "16"]
     assert out.rstrip().endswith("ray imported: False")
     assert _files(tmp_path) == before  # no study directory, no storage, nothing else
 

@@ -24,9 +24,9 @@ from diffctl.metrics import TEST_COUNTERPART, TEST_FIELDS, counterpart_on_test, 
 from diffctl.model import DualVAE
 from diffctl.train import train
 from study.confirmed import confirmed_configuration
-from study.spec import SpecError, saved_spec, spec_from_dict
-from study.spec.checks import check_spec
-from study.spec.ranking import confirmation_sources, ranking_score, rung_score, tune_metrics
+from study.protocol import SpecError, saved_spec, spec_from_dict
+from study.protocol.checks import check_spec
+from study.protocol.ranking import confirmation_sources, ranking_score, rung_score, tune_metrics
 from study.trialdir import METRICS_FILE, read_trials
 from study_fixture import SPEC, copy_study
 from tiny_specs import TINY
@@ -87,7 +87,7 @@ def test_a_spec_cannot_set_the_test_split():
     """The study owns the key: on in every run but the search trials, so no search decision can read it."""
     base = {**TINY["base"], "eval": {**TINY["base"]["eval"], "test_split": True}}
     with pytest.raises(SpecError, match=r"^base\.eval\.test_split: set by the study"):
-        check_spec(spec_from_dict({**SPEC, "base": base}), probe=False)
+        check_spec(spec_from_dict({**SPEC, "base": base}))
 
 
 def test_confirmation_runs_have_the_test_fields_and_search_trials_none(direct_study, tmp_path):

@@ -12,7 +12,8 @@ import pytest
 
 import study.trainable as trainable
 from diffctl.train import Trainer
-from study.spec import spec_from_dict
+from study.protocol import spec_from_dict
+from study.phases.registry import phases
 from study.trainable import TrialJob
 from study.trialdir import METRICS_FILE, OK, TRAINER_FILE, TRIAL_FILE
 from tiny_specs import TINY
@@ -44,7 +45,7 @@ def session(monkeypatch, tmp_path):
         return run_epoch(self)
 
     monkeypatch.setattr(Trainer, "run_epoch", counted)
-    job = TrialJob(spec_from_dict(TINY), str(tmp_path))
+    job = TrialJob(spec_from_dict(TINY), str(tmp_path), phases=tuple(phases()))
     config = {"phase": "search", "arm": "fixed", "name": "r0-0000", "params": {"arm.w_kl": 0.1},
               "sampling": "random", "replicate": 0, "batch": 0, "slot": 0}
     trial_dir = job.trial_dir(config)

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from study.phases.search import SearchPruner
-from study.spec import spec_from_dict
-from study.spec.plan import replicate_of
+from study.phases.search.pruner import SearchPruner
+from study.protocol import spec_from_dict
+from study.protocol.plan import replicate_of
 from study.trialdir import TrialInfo, write_info, write_metrics
 from study_kill import poll_until, start_diffctl
 from tiny_specs import TINY, run_diffctl, spec_variant, write_spec

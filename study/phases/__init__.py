@@ -1,18 +1,17 @@
-"""The phases of a study, one module each; each imports the spec (``study.spec``) and the trial files
-(``study.trialdir``), never another phase (an import-linter contract checks it).
+"""The phases of a study, one module (or package) each, every one a :class:`~study.phases.base.Phase`: its places
+(one per arm label, each waiting for the places it is made from), the most trials each can run, the runs it plans
+as :class:`~study.phases.base.TrialRequest` s, what its runs record, whether they evaluate the held-out test split,
+and what it cleans up after the study's Tuners. Each imports the spec (``study.protocol``), the trial files
+(``study.trialdir``) and ``base``, never another phase (an import-linter contract checks it);
+``study.phases.registry`` lists them in the order their places are asked for, and takes phases of one's own.
 
-Two searching phases, which decide what to train as results come in:
-
-- ``search``: an Optuna arm's search (its space, TPE sampler, Optuna study) and its early stopping;
-- ``pbt``: a PBT arm's population in a Tuner of its own, and the schedule of its best member.
-
-Planned phases, which plan their runs in one go once the runs they are made from have ended; each offers the same
-small interface, ``plan(spec, study_dir, arm) -> study.spec.plan.Planned`` (the Ray configs of its runs and the
-notes it reports):
-
-- ``confirm``: each arm's selected configuration on the confirmation seeds, once the arm's search has ended;
-- ``distill``: an adaptive arm's distilled baselines, once its confirmation runs have ended;
-- ``ablate``: the options around the ablated arm's confirmed configuration, once its confirmation runs have ended.
-
-``study.searcher`` asks them in that order for the study's one Tune experiment.
+- ``search`` (``base.SearchPhase``): every arm, by its search method (``base.SearchMethod``) — ``search``:
+  Optuna's TPE asked in batches inside the study's Tuner, stopped early by ``search.pruner``; ``pbt``: a
+  population in Tuners of its own before it;
+- ``front``: the fixed-λ front's grid of constant settings, waiting for nothing;
+- ``confirm``: each arm's picks on the confirmation seeds, once its search (and the front) has ended;
+- ``audit``: stopped search trials trained to the end, once the arm's search has ended;
+- ``distill``: an adaptive arm's distilled baselines, once its confirmation has ended;
+- ``retune``: an ablation option's own small search, once the ablated arm's confirmation has ended;
+- ``ablate``: the options around the ablated arm's confirmed configuration, after their retune if any.
 """

@@ -37,18 +37,20 @@ import pydantic
 from pydantic import model_validator
 
 from diffctl.arms.statistics import default_stats, needs_decoder
-from diffctl.config import config_from_dict, first_error
-from diffctl.config import format_validation_error as format_config_error
+from diffctl.config import config_from_dict
 from diffctl.errors import InputError
-from diffctl.files import atomic_write_text
+from diffctl.files import NO_FILE, atomic_write_text, read_json
 from diffctl.schema import Section
 
-from ..confirmed import NOT_APPLICABLE, RUNS, SAME, confirmed_configuration, option_status
-from ..spec.configs import trial_config
-from ..spec.plan import Planned, ablate_name, ablate_seeds, ablated_arms
-from ..spec.ranking import ranking_score
-from ..spec.schema import StudySpec
-from ..trialdir import ABLATE, CONFIRM, NO_FILE, OK, RETUNE, read_json, read_trials
+from ..ablation_options import NOT_APPLICABLE, RUNS, SAME, option_status
+from ..confirmed import confirmed_configuration
+from ..protocol.configs import trial_config
+from ..protocol.errors import validation_line
+from ..protocol.plan import ablate_name, ablate_seeds, ablated_arms
+from ..protocol.ranking import ranking_score
+from ..protocol.schema import StudySpec
+from ..trialdir import CONFIRM, OK, RETUNE, read_trials
+from .base import OPTION_KEYS, Phase, Place, Planned, TrialRequest
 
 PLAN_FILE = "ablate.json"
 SAME_AS = "same as "  # the status of an option whose configuration another option runs: "same as <its label>"
@@ -167,21 +169,37 @@ def plan_ablation(spec: StudySpec, study_dir: Path, arm: str) -> AblationPlan:
     return AblationPlan(arm=arm, centre=found and found[0], params=params, seeds=seeds, runs=runs, options=options)
 
 
-def plan(spec: StudySpec, study_dir: Path, label: str) -> Planned:
-    """The Ray configs of one option's runs (one per ablation seed), and a note when it runs nothing; writes
-    ``ablate.json``."""
-    arm = next(a[1] for a in ablated_arms(spec) if a[0] == label)
-    ablation = plan_ablation(spec, study_dir, arm)
-    atomic_write_text(study_dir / PLAN_FILE, json.dumps(ablation.model_dump(mode="json"), indent=1) + "\n")
-    option = next(o for o in ablation.options if o.label == label)
-    if option.status != RUNS:
-        return Planned([], [f"{ABLATE} {label}: {option_text(option)}; no runs"])
-    feasible = {t.trial_id: t.info.source_feasible is not False for t in read_trials(study_dir / CONFIRM / arm)}
-    overrides = option.retuned if option.retuned is not None else option.overrides
-    return Planned([{"phase": ABLATE, "arm": label, "name": ablate_name(run.seed), "params": dict(ablation.params),
-                     "seed": run.seed, "source_trial": run.trial_id, "source_feasible": feasible.get(run.trial_id, True),
-                     "source_arm": arm, "ablate_axis": option.axis, "ablate_option": option.option,
-                     "overrides": dict(overrides)} for run in ablation.runs])
+class AblatePhase(Phase):
+    name = "ablate"
+    test_split = True
+    record_keys = OPTION_KEYS
+
+    def places(self, spec: StudySpec) -> list[Place]:
+        """Every option, after its retune when it has one, else after the ablated arm's confirmation."""
+        return [Place(self.name, label, arm, ((RETUNE, label),) if spec.ablate.retune(axis, option) is not None
+                      else ((CONFIRM, arm),)) for label, arm, axis, option in ablated_arms(spec)]
+
+    def bound(self, spec: StudySpec, place: Place) -> int:
+        return len(ablate_seeds(spec))
+
+    def plan(self, spec: StudySpec, study_dir: Path, place: Place) -> Planned:
+        """One option's runs (one per ablation seed), and a note when it runs nothing; writes ``ablate.json``."""
+        label, arm = place.label, place.source
+        ablation = plan_ablation(spec, study_dir, arm)
+        atomic_write_text(study_dir / PLAN_FILE, json.dumps(ablation.model_dump(mode="json"), indent=1) + "\n")
+        option = next(o for o in ablation.options if o.label == label)
+        if option.status != RUNS:
+            return Planned([], [f"{self.name} {label}: {option_text(option)}; no runs"])
+        feasible = {t.trial_id: t.info.source_feasible is not False for t in read_trials(study_dir / CONFIRM / arm)}
+        overrides = option.retuned if option.retuned is not None else option.overrides
+        return Planned([TrialRequest(phase=self.name, arm=label, name=ablate_name(run.seed), params=ablation.params,
+                                     seed=run.seed, source_trial=run.trial_id,
+                                     source_feasible=feasible.get(run.trial_id, True), source_arm=arm,
+                                     ablate_axis=option.axis, ablate_option=option.option, overrides=overrides)
+                        for run in ablation.runs])
+
+
+PHASE = AblatePhase()
 
 
 def option_text(option: PlannedOption) -> str:
@@ -200,4 +218,4 @@ def read_plan(study_dir: Path) -> AblationPlan | None:
     try:
         return AblationPlan.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise InputError(f"{path}: {format_config_error(first_error(exc.errors()), model=AblationPlan)}") from None
+        raise InputError(validation_line(exc, str(path), AblationPlan)) from None

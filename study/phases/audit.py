@@ -2,7 +2,7 @@
 this is the evidence that the stopping rule did not decide the answer (``analysis.audit`` reads it).
 
 Once an arm's search has ended, per replicate, its search trials that early stopping stopped are ranked by the
-last rung they reached, then by their score there (``study.spec.ranking.rung_score``); ``audit.per_arm`` of the
+last rung they reached, then by their score there (``study.protocol.ranking.rung_score``); ``audit.per_arm`` of the
 best ``2 x audit.per_arm`` of them (all when fewer) are drawn with a generator seeded by ``audit.seed``, the arm
 and the replicate. Each is trained again from the start, with its own params and search seed, to the last
 epoch: its records repeat the stopped trial's up to its rung (the run is deterministic), then go on. A run is
@@ -14,10 +14,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..spec.plan import Planned, replicate_of
-from ..spec.ranking import rung_score
-from ..spec.schema import StudySpec
-from ..trialdir import AUDIT, SEARCH, STOPPED, TrialSummary, read_trials
+from ..protocol.plan import replicate_of
+from ..protocol.ranking import rung_score
+from ..protocol.schema import StudySpec
+from ..trialdir import SEARCH, STOPPED, TrialSummary, read_trials
+from .base import Phase, Place, Planned, TrialRequest, search_method
 
 
 def candidates(spec: StudySpec, trials: list[TrialSummary]) -> list[TrialSummary]:
@@ -34,15 +35,30 @@ def drawn(spec: StudySpec, arm: str, replicate: int, trials: list[TrialSummary])
     return sorted(rng.sample(pool, min(per_arm, len(pool))), key=lambda t: t.trial_id)
 
 
-def plan(spec: StudySpec, study_dir: Path, arm: str) -> Planned:
-    """The Ray configs of an arm's audit runs, once its search has ended."""
-    trials = read_trials(study_dir / SEARCH / arm)
-    planned = Planned()
-    for replicate in range(spec.search_replicates):
-        mine = drawn(spec, arm, replicate, [t for t in trials if replicate_of(t.trial_id) == replicate])
-        if not mine:
-            planned.notes.append(f"audit {arm}: no search trial of replicate {replicate} was stopped early")
-        planned.runs += [{"phase": AUDIT, "arm": arm, "name": t.trial_id, "params": dict(t.info.params),
-                          "seed": t.info.seed, "source_trial": t.trial_id, "source_feasible": None,
-                          "replicate": replicate} for t in mine]
-    return planned
+class AuditPhase(Phase):
+    name = "audit"
+
+    def places(self, spec: StudySpec) -> list[Place]:
+        """Every arm whose search early stopping stops, when the spec has an audit."""
+        if spec.audit is None:
+            return []
+        return [Place(self.name, arm, arm, ((SEARCH, arm),)) for arm in spec.arms if search_method(spec, arm).prunes(spec)]
+
+    def bound(self, spec: StudySpec, place: Place) -> int:
+        return spec.audit.per_arm * spec.search_replicates
+
+    def plan(self, spec: StudySpec, study_dir: Path, place: Place) -> Planned:
+        """An arm's audit runs, once its search has ended."""
+        arm, trials = place.label, read_trials(study_dir / SEARCH / place.label)
+        planned = Planned()
+        for replicate in range(spec.search_replicates):
+            mine = drawn(spec, arm, replicate, [t for t in trials if replicate_of(t.trial_id) == replicate])
+            if not mine:
+                planned.notes.append(f"audit {arm}: no search trial of replicate {replicate} was stopped early")
+            planned.runs += [TrialRequest(phase=self.name, arm=arm, name=t.trial_id, params=t.info.params,
+                                          seed=t.info.seed, source_trial=t.trial_id, replicate=replicate)
+                             for t in mine]
+        return planned
+
+
+PHASE = AuditPhase()

@@ -12,7 +12,7 @@ Each variant is an arm label of its own, ``<arm>.distilled_<variant>``, in the p
 (``<study>/distill/<label>/<trial_id>/``). Distilled are the arms whose weights or rho can move: every arm kind
 but ``fixed``, and a PBT arm (``study.phases.pbt``: its confirmation runs replay a schedule; ``replay`` would
 repeat them, so it has ``final`` and ``mean`` only, with its best member's last learning rate). ``confirm.distill``
-lists the variants; an empty list turns the phase off (``study.spec.plan.distilled_arms``).
+lists the variants; an empty list turns the phase off (:func:`distilled_arms`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 from diffctl.arms.piecewise import CONTROL_KEYS, constant_from_records, schedule_from_records
 
-from ..spec.configs import trial_config
-from ..spec.plan import Planned, distilled_arms
-from ..spec.schema import StudySpec
-from ..trialdir import CONFIRM, DISTILL, OK, read_metrics, read_trials
+from ..protocol.plan import distilled_label
+from ..protocol.schema import StudySpec
+from ..trialdir import CONFIRM, OK, read_metrics, read_trials
+from .base import DISTILL_KEYS, Phase, Place, Planned, TrialRequest, confirm_runs, search_method
 
 
 def _moves(records: list[dict[str, Any]], key: str) -> bool:
@@ -41,25 +41,39 @@ def distilled_arm_config(records: list[dict[str, Any]], variant: str) -> dict[st
     return constant_from_records(records, variant)
 
 
-def plan(spec: StudySpec, study_dir: Path, label: str) -> Planned:
-    """The Ray configs of one distilled baseline (``label``: its source arm and variant): its variant of every
-    confirmation run of the source arm that finished, each named as that run."""
-    _, arm, variant = next(d for d in distilled_arms(spec) if d[0] == label)
-    runs = []
-    for run in (t for t in read_trials(study_dir / CONFIRM / arm) if t.status == OK):
-        runs.append({
-            "phase": DISTILL, "arm": label, "name": run.trial_id, "params": dict(run.info.params),
-            "seed": run.info.seed, "source_trial": run.trial_id, "replicate": run.info.replicate,
-            "source_feasible": run.info.source_feasible if run.info.source_feasible is not None else True,
-            "source_arm": arm, "distill": variant, "arm_config": distilled_arm_config(read_metrics(run.dir), variant),
-        })
-    return Planned(runs)
+def distilled_arms(spec: StudySpec) -> list[tuple[str, str, str]]:
+    """(label, source arm, variant) of every distilled baseline the spec asks for, in spec order: each variant of
+    ``confirm.distill`` its search method distils (a PBT arm's without ``replay``: its confirmation runs are the
+    replay) for an arm whose weights or rho can move."""
+    found = []
+    for arm in spec.arms:
+        method = search_method(spec, arm)
+        if method.moves(spec, arm):
+            found += [(distilled_label(arm, v), arm, v) for v in method.distill_variants(spec)]
+    return found
 
 
-def distilled_trial_config(spec: StudySpec, config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The diffctl config (as a dict) of a run whose arm section is given (a distilled run, or a confirmation run
-    of a PBT arm's schedule): its source arm's trial config, the source's params and seed, with the arm section
-    replaced by ``config["arm_config"]``."""
-    data = trial_config(spec, config["source_arm"], config["params"], seed)
-    data["arm"] = dict(config["arm_config"])
-    return data
+class DistillPhase(Phase):
+    name = "distill"
+    test_split = True
+    record_keys = DISTILL_KEYS
+
+    def places(self, spec: StudySpec) -> list[Place]:
+        return [Place(self.name, label, arm, ((CONFIRM, arm),)) for label, arm, _ in distilled_arms(spec)]
+
+    def bound(self, spec: StudySpec, place: Place) -> int:
+        return confirm_runs(spec, place.source)  # one run per confirmation run
+
+    def plan(self, spec: StudySpec, study_dir: Path, place: Place) -> Planned:
+        """One distilled baseline (``place``: its source arm and variant): its variant of every confirmation run of
+        the source arm that finished, each named as that run."""
+        _, arm, variant = next(d for d in distilled_arms(spec) if d[0] == place.label)
+        return Planned([TrialRequest(
+            phase=self.name, arm=place.label, name=run.trial_id, params=run.info.params, seed=run.info.seed,
+            source_trial=run.trial_id, replicate=run.info.replicate,
+            source_feasible=run.info.source_feasible if run.info.source_feasible is not None else True,
+            source_arm=arm, distill=variant, arm_config=distilled_arm_config(read_metrics(run.dir), variant),
+        ) for run in read_trials(study_dir / CONFIRM / arm) if run.status == OK])
+
+
+PHASE = DistillPhase()

@@ -1,10 +1,10 @@
 """The study spec as data: the schema of every section of the YAML file that says what a study searches, how it
 ranks a trial and how it confirms the winners. Strict pydantic models (unknown keys rejected, no coercion); the
-checks against diffctl are ``study.spec.checks``, the loading ``study.spec.load``.
+checks against diffctl are ``study.protocol.checks``, the loading ``study.protocol.load``.
 
 Example::
 
-    spec = load_spec("study/specs/quick.yaml")       # study.spec
+    spec = load_spec("study/specs/quick.yaml")       # study.protocol
     spec.arms["fixed"].budget                         # 4
     spec.selection                                    # Objective(metric='triplet_r_A', mode='max')
 """
@@ -234,7 +234,7 @@ class Ablate(Section):
         return {k: v for k, v in self.axes[axis][option].items() if k != RETUNE_KEY}
 
     def retune(self, axis: str, option: str) -> Retune | None:
-        """An option's own small search, if it has one (validated by ``study.spec.checks``)."""
+        """An option's own small search, if it has one (validated by ``study.protocol.checks``)."""
         section = self.axes[axis][option].get(RETUNE_KEY)
         return None if section is None else Retune.model_validate(section)
 
@@ -243,7 +243,7 @@ class Front(Section):
     """The fixed-λ front (``study.phases.front``): a grid of constant settings of one arm (the product of the
     listed values of each flat key, every other key at the arm's config), each run to the last epoch, without
     early stopping, on every listed seed. The seeds include the arm's search seed, on which the grid points
-    compete with the arm's search trials for its pick (``study.spec.front``)."""
+    compete with the arm's search trials for its pick (``study.phases.front``)."""
 
     arm: str = Field(description="the Optuna arm whose constant settings the front sweeps")
     grid: dict[str, Annotated[list[Choice], Field(min_length=1, max_length=100)]] = Field(
@@ -279,7 +279,7 @@ class StudySpec(Section):
     # How many times each arm's search runs, with sampler seeds derived apart (each replicate's pick is confirmed).
     search_replicates: int = Field(1, ge=1, le=20, description="times each arm's search runs, sampler seeds derived "
                                    "apart (each replicate's pick is confirmed)")
-    # The first trial of each replicate of every Optuna arm runs the arm's own defaults (study.spec.reference);
+    # The first trial of each replicate of every Optuna arm runs the arm's own defaults (study.protocol.reference);
     # false: every trial is drawn (a search whose defaults are not a meaningful point of its space).
     defaults_first: bool = Field(True, description="the first trial of each replicate of every Optuna arm runs the "
                                  "arm's own defaults (false: every trial is drawn)")
@@ -300,6 +300,10 @@ class StudySpec(Section):
                                   "none)")  # null: no ablation phase
     front: Front | None = Field(None, description="the fixed-λ front: a grid of constant settings of one arm "
                                 "(null: none)")  # null: no fixed-λ front
+    # The sections of phases added at run time (study.phases.registry.register_phase), by phase name; each phase
+    # validates its own (study.check runs the checks).
+    phases: dict[str, dict[str, Any]] = Field({}, description="phase name -> the section of a phase added at run time "
+                                              "(study.phases.registry.register_phase), which that phase validates")
 
     @model_validator(mode="before")
     @classmethod

@@ -19,12 +19,13 @@ from diffctl.config import format_validation_error as format_config_error
 from diffctl.suggest import closest_key
 
 from .configs import trial_config
-from .errors import SpecError
+from .errors import SpecError, validation_line
 from .plan import ablate_label
-from .probe import check_metric, record_fields
 from .reference import check_defaults, check_front
 from .schema import (
     DERIVED_METRICS,
+    OPTUNA,
+    PBT,
     RETUNE_KEY,
     LABEL_PATTERN,
     RESERVED_KEYS,
@@ -46,9 +47,9 @@ ABLATE_FIXED_KEYS = {"seed": "ablate.seeds", "arm": "the ablated arm",
                      "arm.kind": "the ablated arm (an option keeps its kind)"}
 
 
-def check_spec(spec: StudySpec, probe: bool = True) -> None:
-    """Every check that needs more than the schema; raises :class:`SpecError` naming the key. ``probe``: also
-    look every metric up in a real epoch record of each arm kind."""
+def check_spec(spec: StudySpec) -> None:
+    """Every check that needs more than the schema, short of training (the metrics a spec names are looked up in
+    a real epoch record by ``study.probe``); raises :class:`SpecError` naming the key."""
     for key in flat_keys(spec.base):
         if key in RESERVED_KEYS:
             raise SpecError(f"base.{key}: set by {RESERVED_KEYS[key]}")
@@ -65,24 +66,15 @@ def check_spec(spec: StudySpec, probe: bool = True) -> None:
         raise SpecError("objectives: the same metric is listed twice")
     if spec.audit is not None and spec.asha is None:
         raise SpecError("audit: no early stopping to audit (an audit needs asha)")
-    uses = spec.named_metrics()  # parses every constraint: a malformed one is refused here
-    uses += [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
+    spec.named_metrics()  # parses every constraint: a malformed one is refused here
     check_ablate(spec)
     check_defaults(spec)
     check_front(spec)
-    if not probe:
-        return
-    probed: dict[str, dict[str, Any]] = {}
-    for label in spec.arms:
-        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
-        # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
-        config = config_from_dict(trial_config(spec, label, {}))
-        config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
-        kind = config.arm.kind
-        if kind not in probed:
-            probed[kind] = record_fields(config, f"arms.{label}")
-        for where, metric in uses:
-            check_metric(metric, probed[kind], where, label)
+
+
+def named_metrics(spec: StudySpec) -> list[tuple[str, str]]:
+    """(spec key, metric) of every record field the spec names, equivalence margins included."""
+    return spec.named_metrics() + [(f"equivalence.{m}", m) for m in spec.equivalence if m not in DERIVED_METRICS]
 
 
 def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
@@ -92,20 +84,22 @@ def _check_arm(spec: StudySpec, label: str, arm: ArmSpec) -> None:
     for key in flat_keys(arm.config):
         if key in RESERVED_KEYS:
             raise SpecError(f"{where}.config.{key}: set by {RESERVED_KEYS[key]}")
-    space = _check_pbt(spec, label, arm) if arm.is_pbt else _check_space(where, arm)
+    searched, check = _SEARCHED[arm.search]
+    space = check(spec, label, arm)
     _arm_kind(spec, label)
     for params in _sample_params(space):
         try:
             config = config_from_dict(trial_config(spec, label, params))
         except ConfigError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            raise SpecError(f"{where}.{'pbt.mutations' if arm.is_pbt else 'space'}: {exc} (with {shown})") from None
+            raise SpecError(f"{where}.{searched}: {exc} (with {shown})") from None
         if config.seed in spec.confirm.seeds:
             raise SpecError(
                 f"confirm.seeds: {config.seed} is the search seed of arm {label}; confirmation needs fresh seeds"
             )
         warmup = first_controlled_epoch(config.arm) if config.arm.kind == "controller" else 0
-        if spec.asha is not None and not arm.is_pbt and spec.asha.grace_period <= warmup:
+        # a rung judges the trials of an arm's searched space (a PBT arm's members are ranked by PBT itself)
+        if spec.asha is not None and arm.space and spec.asha.grace_period <= warmup:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "its config"
             raise SpecError(f"asha.grace_period: {spec.asha.grace_period} is not longer than the {warmup}-epoch "
                             f"warm-up arm {label} can have (with {shown}): a rung would judge a trial before it "
@@ -120,8 +114,9 @@ def _arm_kind(spec: StudySpec, label: str) -> str:
         raise SpecError(f"arms.{label}.config: {exc}") from None
 
 
-def _check_space(where: str, arm: ArmSpec) -> dict[str, Distribution]:
+def _check_space(spec: StudySpec, label: str, arm: ArmSpec) -> dict[str, Distribution]:
     """An Optuna arm's space: not empty, every distribution sound, conditions without cycles."""
+    where = f"arms.{label}"
     if arm.pbt is not None:
         raise SpecError(f"{where}.pbt: only with search: pbt (this arm's search is {arm.search})")
     if not arm.space:
@@ -162,6 +157,10 @@ def _check_pbt(spec: StudySpec, label: str, arm: ArmSpec) -> dict[str, Distribut
         _check_distribution(f"{where}.pbt.mutations.{key}", key, space[key], space)
     return space
 
+
+
+# How each search method's ranges are checked, and the spec key that holds them (study.phases runs the searches).
+_SEARCHED = {OPTUNA: ("space", _check_space), PBT: ("pbt.mutations", _check_pbt)}
 
 def _check_distribution(where: str, key: str, dist: Distribution, space: dict[str, Distribution]) -> None:
     if key in RESERVED_KEYS or key == "seed":
@@ -254,7 +253,7 @@ def _check_retune(spec: StudySpec, axis: str, option: str, where: str) -> None:
     try:
         retune = spec.ablate.retune(axis, option)
     except pydantic.ValidationError as exc:
-        raise SpecError(f"{where}.{RETUNE_KEY}.{format_config_error(exc.errors()[0], model=None)}") from None
+        raise SpecError(validation_line(exc, f"{where}.{RETUNE_KEY}", section=True)) from None
     if retune is None:
         return
     overrides = spec.ablate.overrides(axis, option)

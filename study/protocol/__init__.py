@@ -3,7 +3,8 @@ confirms the winners, with everything the spec alone decides. Imports diffctl on
 (``study.phases``) and the analysis read the spec through this package.
 
 - ``schema``: every section's model (distributions, objectives, ASHA, confirmation, PBT, ablation, arms);
-- ``load``: reading a spec file or a study's saved ``spec.yaml``; ``checks``/``probe``: the checks against diffctl;
+- ``load``: reading a spec file or a study's saved ``spec.yaml``; ``checks``: the checks against diffctl (the metric
+  check against a real epoch is ``study.probe``: this package trains nothing);
 - ``configs``: the diffctl config of each trial, and the epochs evaluated in full;
 - ``plan``: the phases, the arm labels each phase runs and their trial counts;
 - ``ranking``: how every stage ranks trials (objectives, constraints, selection);

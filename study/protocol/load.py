@@ -1,5 +1,5 @@
-"""Reading a study spec: a YAML file validated against the schema (``study.spec.schema``), then checked against
-diffctl (``study.spec.checks``) before anything starts. Every error is one line that names the offending key.
+"""Reading a study spec: a YAML file validated against the schema (``study.protocol.schema``), then checked against
+diffctl (``study.protocol.checks``) before anything starts. Every error is one line that names the offending key.
 
 Example::
 
@@ -76,12 +76,12 @@ def saved_spec(study_dir: str | Path) -> StudySpec:
 
 
 def load_spec(
-    path: str | Path, *, name: str | None = None, max_concurrent: int | None = None, probe: bool = True
+    path: str | Path, *, name: str | None = None, max_concurrent: int | None = None
 ) -> StudySpec:
     """Read, validate and check a spec file; returns it resolved (name, concurrency and reference filled in).
 
     ``name`` and ``max_concurrent`` override the spec's (the ``--name`` and ``--max-concurrent`` options).
-    ``probe=False`` skips the metric check (a one-step epoch per arm kind), for a spec that already passed it.
+    The metrics it names are looked up in real epoch records before a study runs (``study.check.checked_spec``).
     """
     spec = spec_from_dict(read_yaml_file(path))
     if name is not None and not re.match(LABEL_PATTERN, name):
@@ -92,7 +92,7 @@ def load_spec(
     if not re.match(LABEL_PATTERN, resolved_name):
         raise SpecError(f"name: {resolved_name!r} is not a valid study name (set name: in the spec or --name)")
     spec = spec.model_copy(update={"name": resolved_name, "max_concurrent": max_concurrent or spec.max_concurrent})
-    check_spec(spec, probe=probe)
+    check_spec(spec)
     return spec.model_copy(update={"reference": spec.reference_arm()})  # resolved: the arm the study compares with
 
 

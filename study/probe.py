@@ -1,5 +1,6 @@
 """The record fields a spec may name, read off a real one-step epoch of diffctl's trainer (never a hand-kept
-list): a metric the records of an arm do not carry is refused when the spec is loaded, naming the key."""
+list): a metric the records of an arm do not carry is refused before a study runs (``study run``, ``study
+check``: ``study.check``), naming the key. The spec itself (``study.protocol``) is data and trains nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from diffctl.data import make_split
 from diffctl.suggest import closest_key
 from diffctl.train import STATUS_OK, Trainer
 
-from .constraints import is_number
-from .errors import SpecError
+from .protocol.checks import named_metrics
+from .protocol.configs import trial_config
+from .protocol.constraints import is_number
+from .protocol.errors import SpecError
+from .protocol.schema import StudySpec
 
 
 @functools.lru_cache(maxsize=32)
@@ -52,3 +56,19 @@ def metric_hint(metric: str, known: list[str], arm: str) -> str:
     if match is not None:
         return f"did you mean {match}?"
     return f"records of arm {arm} have: {', '.join(known)}"
+
+
+def check_metrics(spec: StudySpec) -> None:
+    """Every metric the spec names (objectives, selection, constraints, equivalence margins) is a numeric field of
+    a real epoch record of each arm kind the spec trains."""
+    probed: dict[str, dict[str, Any]] = {}
+    for label in spec.arms:
+        # The arm's config without sampled keys: a sampled extreme (lr = 10) may well diverge in the probe. One
+        # thread: the record's fields do not depend on it, and a count beyond the machine's would only slow it.
+        config = config_from_dict(trial_config(spec, label, {}))
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"threads": 1})})
+        kind = config.arm.kind
+        if kind not in probed:
+            probed[kind] = record_fields(config, f"arms.{label}")
+        for where, metric in named_metrics(spec):
+            check_metric(metric, probed[kind], where, label)

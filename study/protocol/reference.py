@@ -101,7 +101,7 @@ def check_defaults(spec: StudySpec) -> None:
     if not spec.defaults_first:
         return
     for label, arm in spec.arms.items():
-        if arm.is_pbt or not arm.space:
+        if not arm.space:  # nothing searched (a PBT arm draws its mutations itself)
             continue
         try:
             params = default_params(spec, label)
@@ -115,16 +115,14 @@ def check_defaults(spec: StudySpec) -> None:
 
 
 def check_front(spec: StudySpec) -> None:
-    """The front's arm is an Optuna arm, every grid point is a valid config of it, and its seeds include the
-    arm's search seed and no confirmation seed."""
+    """The front's arm exists, every grid point is a valid config of it, and its seeds include the arm's search
+    seed and no confirmation seed (that its search picks constants is the front phase's check,
+    ``study.phases.front``)."""
     front = spec.front
     if front is None:
         return
     if front.arm not in spec.arms:
         raise SpecError(f"front.arm: no arm {front.arm!r} in arms ({', '.join(spec.arms)})")
-    if spec.arms[front.arm].is_pbt:
-        raise SpecError(f"front.arm: {front.arm} is searched by PBT; the front sweeps constant settings of an "
-                        "Optuna arm")
     if len(set(front.seeds)) != len(front.seeds):
         raise SpecError(f"front.seeds: repeated seed in {front.seeds}")
     for key, values in front.grid.items():

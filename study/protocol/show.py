@@ -1,6 +1,6 @@
 """``diffctl study spec show``: every section and key of a study spec with its type, default, range and meaning.
 
-Read from the spec's pydantic schema (``study.spec.schema``: each field's type, default, bounds and
+Read from the spec's pydantic schema (``study.protocol.schema``: each field's type, default, bounds and
 ``description``), as ``diffctl config show`` reads the config's (``diffctl.config_reference``), so the reference
 cannot drift from what a spec load accepts. A mapping of labelled sections (``arms``) is shown as
 ``arms.<label>.``, a list of sections as ``objectives[].``; the distributions of a search space and the ranges of

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .spec.schema import CategoricalDistribution, Distribution, FloatDistribution
-from .spec.space import is_active, sampling_order
+from .protocol.schema import CategoricalDistribution, Distribution, FloatDistribution
+from .protocol.space import is_active, sampling_order
 
 
 def _as_json(dist: Distribution | None) -> bool:

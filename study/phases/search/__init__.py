@@ -16,48 +16,44 @@ constraints (``Trial.set_constraint``, <= 0 satisfied), so TPE and ``best_trial`
 ranking uses; a trial early stopping stopped is ``PRUNED`` (its intermediate values end at the rung); a
 diverged or failed trial is ``FAIL``. User attributes: ``name``, ``slot``, ``batch``, ``replicate``,
 ``params`` (the sampled params as JSON), ``sampling`` (``defaults``: the first trial of every replicate, the
-arm's own defaults, ``study.spec.reference``, which no rung stops; then TPE's start-up or its model), and at the end
+arm's own defaults, ``study.protocol.reference``, which no rung stops; then TPE's start-up or its model), and at the end
 ``ray_trial_id``, ``status``, ``epochs``, ``reason``. The other objectives are reported by the analysis, not
 searched.
 
 **Early stopping** (:class:`SearchPruner`, ``asha`` in the spec): successive halving at the rungs
-grace_period x reduction_factor^k below the last epoch, judged on ``study.spec.ranking.rung_score`` (the selection
+grace_period x reduction_factor^k below the last epoch, judged on ``study.protocol.ranking.rung_score`` (the selection
 metric alone at every rung: the constraints judge the finished trial, see there why). A trial continues when its score is not below the
 (1 - 1/reduction_factor) quantile of the scores its arm-replicate's trials of earlier batches recorded at that rung
 — Ray's ASHA rule, against a set that is complete and fixed when the trial's batch starts (bit-identical records
-count once). The first batch is never stopped. The rung epochs are evaluated in full (``study.spec.configs``).
+count once). The first batch is never stopped. The rung epochs are evaluated in full (``study.protocol.configs``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 # Import Optuna directly first: Ray's wrapper hides a broken Optuna install behind "Optuna must be installed!".
 import optuna
 from optuna.storages import JournalStorage
 from optuna.trial import TrialState
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from ..spec.configs import rung_epochs
-from ..spec.constraints import is_finite_number
-from ..spec.plan import search_name
-from ..spec.ranking import constraint_values, rung_score
-from ..spec.reference import DEFAULTS, default_params
-from ..spec.schema import StudySpec
-from ..space import SearchSpace
-from ..trialdir import ERROR, FINISHED, OK, SEARCH, read_info, read_metrics, read_trials
+from ...protocol.constraints import is_finite_number
+from ...protocol.plan import search_name
+from ...protocol.ranking import constraint_values
+from ...protocol.reference import DEFAULTS, default_params
+from ...protocol.schema import StudySpec
+from ...optuna_space import SearchSpace
+from ...journal import journal_storage
+from ...trialdir import ERROR, FINISHED, OK, SEARCH, STOPPED, mark_finished, read_info, read_metrics, read_trials
+from ..base import SearchMethod, TrialRequest
 
 RANDOM, MODEL = "random", "model"  # how a search trial's parameters were drawn (TPE start-up or its model)
 ORPHAN = "orphan"  # the status of an Optuna trial asked and never run (a killed half-made ask, a search cut short)
-TIMING_FIELDS = ("epoch_time_s", "eval_time_s")  # record fields that differ between identical runs
 
 
 def study_name(arm: str, replicate: int) -> str:
@@ -76,7 +72,7 @@ def arm_sampler_seed(spec: StudySpec, arm: str, replicate: int = 0) -> int:
 
 
 def tpe_sampler(spec: StudySpec, arm: str, replicate: int = 0) -> optuna.samplers.TPESampler:
-    """Seeded TPE with the arm's start-up trials (:meth:`~study.spec.schema.ArmSpec.startup`); ``group=True``
+    """Seeded TPE with the arm's start-up trials (:meth:`~study.protocol.schema.ArmSpec.startup`); ``group=True``
     models each conditional sub-space on its own (it needs multivariate). Optuna 5's constant liar (on by default)
     stays on: the pending trials of a batch are modelled as such, so a batch's suggestions spread out."""
     with warnings.catch_warnings():
@@ -153,9 +149,9 @@ class ArmSearch:
             waiting = [s for s in self.slots if s.ray_trial_id is None]
         slot = waiting[0]
         slot.ray_trial_id = ray_trial_id
-        return {"phase": SEARCH, "arm": self.arm, "name": search_name(self.replicate, slot.slot),
-                "params": dict(slot.params), "sampling": slot.sampling, "replicate": self.replicate,
-                "batch": slot.slot // self.spec.search_batch, "slot": slot.slot}
+        return TrialRequest(phase=SEARCH, arm=self.arm, name=search_name(self.replicate, slot.slot),
+                            params=slot.params, sampling=slot.sampling, replicate=self.replicate,
+                            batch=slot.slot // self.spec.search_batch, slot=slot.slot).ray_config()
 
     def _ask_batch(self) -> None:
         """Ask Optuna the next batch's trials in slot order (or find those a killed driver asked already)."""
@@ -248,6 +244,15 @@ class ArmSearch:
                 self._tell(done)
         return slot
 
+    def complete(self, ray_trial_id: str, record: dict[str, Any] | None, error: bool, trial_dir: Path) -> bool:
+        """:meth:`on_complete` with the trial's records read from ``trial_dir``, which a trial early stopping stopped
+        is marked with (its trainable cannot say so; one that ran every epoch wrote its own status). Whether the
+        trial was this search's."""
+        slot = self.on_complete(ray_trial_id, record, error, read_metrics(trial_dir))
+        if slot is not None and self.status(slot) == STOPPED:
+            mark_finished(trial_dir, STOPPED, stopped_reason((record or {}).get("epoch")))
+        return slot is not None
+
     def status(self, slot: Slot) -> str:
         """ok (every epoch), stopped (by early stopping), diverged or error."""
         record = slot.result or {}
@@ -309,50 +314,37 @@ def stopped_reason(epoch: Any) -> str:
     return f"stopped early after epoch {epoch} (its rung score was below the cut of its arm's earlier batches)"
 
 
-class SearchPruner(FIFOScheduler):
-    """Early stopping of every Optuna arm's search trials (see the module docstring); other trials run first-in
-    first-out."""
+class OptunaSearch(SearchMethod):
+    """``search: optuna``: TPE asked in batches inside the study's Tuner, one :class:`ArmSearch` per replicate,
+    stopped early by :class:`SearchPruner` when the spec has ``asha``."""
 
-    _supports_buffered_results = False  # a rung decision needs each epoch's result as it comes
+    kind = "optuna"
 
-    def __init__(self, spec: StudySpec, study_dir: Path) -> None:
-        super().__init__()
-        assert spec.asha is not None
-        self.spec, self.study_dir = spec, str(study_dir)
-        self.rungs = [e for e in rung_epochs(spec.asha, spec.epochs) if e < spec.epochs]
-        self._scores: dict[tuple[str, int, int, int], list[float]] = {}  # earlier batches' scores: fixed once known
+    def searches(self, spec: StudySpec, arm: str, storage: JournalStorage) -> list[ArmSearch]:
+        return [ArmSearch(spec, arm, replicate, storage) for replicate in range(spec.search_replicates)]
 
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        config = trial.config
-        epoch = result.get("epoch")
-        if config.get("phase") != SEARCH or "batch" not in config or epoch not in self.rungs:
-            return TrialScheduler.CONTINUE
-        if result.get("status") != OK or config.get("sampling") == DEFAULTS:
-            return TrialScheduler.CONTINUE  # a diverged record ends the trial anyway; no rung stops the defaults
-        return TrialScheduler.STOP if self.stops(config, result) else TrialScheduler.CONTINUE
+    def scheduler(self, spec: StudySpec, study_dir: Path) -> Any:
+        """:class:`~study.phases.search.pruner.SearchPruner` under ``asha`` (imported here: ``study check`` and
+        ``study status`` load no Ray)."""
+        if spec.asha is None:
+            return None
+        from .pruner import SearchPruner
 
-    def stops(self, config: dict[str, Any], record: dict[str, Any]) -> bool:
-        """Whether a search trial with this Ray config stops at the rung of this record."""
-        epoch = record["epoch"]
-        reference = self.reference(config["arm"], config["replicate"], config["batch"], epoch)
-        if not reference:
-            return False
-        cutoff = float(np.nanpercentile(reference, (1 - 1 / self.spec.asha.reduction_factor) * 100))
-        return rung_score(self.spec, record) < cutoff
+        return SearchPruner(spec, study_dir)
 
-    def reference(self, arm: str, replicate: int, batch: int, epoch: int) -> list[float]:
-        """The rung scores at ``epoch`` of the arm-replicate's search trials of batches before ``batch`` that reached
-        it, each distinct record once (read from their files: those batches have ended)."""
-        key = (arm, replicate, batch, epoch)
-        if key not in self._scores:
-            records: dict[str, dict[str, Any]] = {}
-            for trial in read_trials(Path(self.study_dir) / SEARCH / arm):
-                info = trial.info
-                if info.replicate != replicate or info.batch is None or info.batch >= batch:
-                    continue
-                at = [r for r in read_metrics(trial.dir) if r.get("epoch") == epoch and r.get("status") == OK]
-                if at:
-                    content = {k: v for k, v in at[0].items() if k not in TIMING_FIELDS}
-                    records.setdefault(json.dumps(content, sort_keys=True), at[0])
-            self._scores[key] = [rung_score(self.spec, r) for r in records.values()]
-        return [s for s in self._scores[key] if not math.isnan(s)]
+    def prunes(self, spec: StudySpec) -> bool:
+        return spec.asha is not None
+
+    def interrupted(self, spec: StudySpec, study_dir: Path, arm: str) -> bool:
+        """The study's Tuner can end with every trial it knows ended and a search not done (an interrupt between
+        trials): its trials on disk say."""
+        ran = [t for t in read_trials(study_dir / SEARCH / arm) if not t.abandoned]
+        return len(ran) < self.bound(spec, arm)
+
+    def finish(self, spec: StudySpec, study_dir: Path, arm: str) -> None:
+        storage = journal_storage(study_dir)
+        for replicate in range(spec.search_replicates):
+            close_orphans(storage, study_name(arm, replicate))
+
+
+METHOD = OptunaSearch()
