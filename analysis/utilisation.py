@@ -75,6 +75,23 @@ def study_utilisation(tables: StudyTables) -> Utilisation | None:
     return utilisation(_times(trial_times(tables.trials, tables.epochs)), tables.spec.max_concurrent)
 
 
+UTILISATION_COLUMNS = ["slots", "trials", "busy_s", "span_s", "gaps_s", "utilisation", "mean_at_once", "max_at_once",
+                       "share_serial"]
+
+
+def utilisation_table(tables: StudyTables) -> pd.DataFrame:
+    """One row, the sentence of :func:`utilisation_lines` as numbers: the slots (``max_concurrent``), the trials
+    that ran, their wall time summed (``busy_s``), the span and the idle gaps left out of it, the utilisation
+    (busy / (span x slots)), trials at once on average and at most, and the share of the span with at most one
+    trial running (``share_serial``)."""
+    used = study_utilisation(tables)
+    if used is None:
+        return pd.DataFrame(columns=UTILISATION_COLUMNS)
+    serial = sum(s for k, s in used.at_once_s.items() if k <= 1) / used.span_s if used.span_s > 0 else float("nan")
+    return pd.DataFrame([[used.slots, used.trials, used.busy_s, used.span_s, used.gaps_s, used.utilisation,
+                          used.mean_at_once, used.peak, serial]], columns=UTILISATION_COLUMNS)
+
+
 def concurrency_table(tables: StudyTables) -> pd.DataFrame:
     """The span in :data:`WINDOWS` windows: mean and most trials running, utilisation, phases that ran."""
     return concurrency_windows(tables, WINDOWS)

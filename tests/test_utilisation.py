@@ -126,6 +126,11 @@ def test_status_and_the_report_agree_on_the_tiny_study(tiny):
     assert set(",".join(table["phases"]).split(",")) <= set(tables.trials["phase"])
     text = analysis_utilisation.utilisation_lines(tables)
     assert text.startswith(f"Slot utilisation {used.utilisation:.0%} (")
+    row = analysis_utilisation.utilisation_table(tables).iloc[0]  # the sentence's numbers, as the README links them
+    assert row["utilisation"] == used.utilisation and row["slots"] == 2 and row["max_at_once"] == 1
+    serial = sum(s for k, s in used.at_once_s.items() if k <= 1) / used.span_s
+    assert math.isclose(row["share_serial"], serial) and serial > 0.99  # one trial at a time, built serially
+    assert math.isclose(row["busy_s"] / (row["span_s"] * row["slots"]), used.utilisation)
 
 
 def test_a_trial_in_training_counts_until_now(tiny):

@@ -1,13 +1,13 @@
-"""Cost: trials and CPU-hours per arm and phase (``tables/cost.csv``), the slot utilisation and how many trials
-ran at once over the study's span (``tables/concurrency.csv``, ``analysis.utilisation``), and every trial that
-diverged, failed, was left unfinished or was restarted."""
+"""Cost: trials and CPU-hours per arm and phase (``tables/cost.csv``), the slot utilisation
+(``tables/utilisation.csv``) and how many trials ran at once over the study's span (``tables/concurrency.csv``,
+``analysis.utilisation``), and every trial that diverged, failed, was left unfinished or was restarted."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from ..load import StudyTables
-from ..utilisation import concurrency_table, utilisation_lines
+from ..utilisation import concurrency_table, utilisation_lines, utilisation_table
 from .base import Computed, Section
 from .text import link, markdown_table
 
@@ -44,7 +44,8 @@ def _flagged(study: StudyTables) -> str:
 
 class Cost(Section):
     def compute(self, study: StudyTables, computed: Computed) -> dict[str, pd.DataFrame]:
-        return {"cost": cost_table(study), "concurrency": concurrency_table(study)}
+        return {"cost": cost_table(study), "utilisation": utilisation_table(study),
+                "concurrency": concurrency_table(study)}
 
     def render(self, study: StudyTables, computed: Computed) -> str:
         cost = computed["cost"]
@@ -53,11 +54,12 @@ class Cost(Section):
 {cost['cpu_hours'].sum():.3g} CPU-hours ({study.spec.cpus_per_trial} CPU per trial). {link("cost")}
 
 {markdown_table(cost)}
-{utilisation_lines(study)}
+{utilisation_lines(study)}{link("utilisation")}
+
 Trials running at once over the study's span, in equal windows (seconds after the first start). {link("concurrency")}
 
 {markdown_table(computed["concurrency"])}
 {_flagged(study)}"""
 
 
-SECTION = Cost("cost", "Cost", tables=("cost", "concurrency"))
+SECTION = Cost("cost", "Cost", tables=("cost", "utilisation", "concurrency"))
