@@ -131,16 +131,19 @@ def _p_better(row) -> str:
 
 
 def _front(row) -> str:
-    """Beyond, on or behind the fixed-λ front, with the margin at the arm's rate; or why not placed."""
+    """Beyond, on or behind the fixed-λ front, with the margin at the arm's rate (or why not placed), and in how
+    many search replicates the arm's pick lands beyond it."""
+    replicates = row.get("beyond_replicates")
+    replicates = f"; beyond in {replicates} replicates" if isinstance(replicates, str) and replicates else ""
     if not row["front_position"] or row["front_position"] != row["front_position"]:
         reason = row["front_reason"]
-        return f"not placed ({reason})" if reason == reason and reason else "–"
+        return (f"not placed ({reason})" if reason == reason and reason else "–") + replicates
     low, high = int(row["front_point"]), int(row["front_point_high"])
     points = f"point {low}" if low == high else f"points {low}–{high}"
     past = f"; past the front's reach {_num(row['front_max_rate'], 4)}" if _true(row.get("past_front")) else ""
     return (f"**{row['front_position']}** {_num(row['margin_over_front'], 3, True)} "
             f"[{_num(row['front_ci_low'], 3, True)}, {_num(row['front_ci_high'], 3, True)}] "
-            f"(rate {_num(row['arm_rate'], 4)}: front {_num(row['front_value'], 4)} on {points}{past})")
+            f"(rate {_num(row['arm_rate'], 4)}: front {_num(row['front_value'], 4)} on {points}{past}){replicates}")
 
 
 def _compute(row) -> str:

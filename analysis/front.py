@@ -23,6 +23,10 @@ every feasible point's (``past_front``, against ``front_max_rate``) is compared 
 the front does not reach its rate, so "beyond" there says only that it ranks better by paying more rate than
 any constant weighting of the grid paid.
 
+The same per search replicate (:func:`replicate_margins`, ``tables/front_replicates.csv``): each replicate's
+pick over its own confirmation runs, so that ``beyond_replicates`` ("k/n" in ``conclusions.csv``) says how
+often the whole pipeline, search included, lands beyond the front.
+
 Example::
 
     front = front_table(tables)
@@ -50,7 +54,9 @@ EXACT = ("val_exact_match_A", "val_exact_match_B")
 BEYOND, ON, BEHIND = "beyond", "on", "behind"
 MARGIN_COLUMNS = ["arm", "margin_over_front", "front_ci_low", "front_ci_high", "front_position", "front_point",
                   "front_point_high", "front_value", "front_point_rate", "arm_rate", "front_max_rate", "past_front",
-                  "front_reason"]
+                  "front_reason", "beyond_replicates"]
+REPLICATE_COLUMNS = ["arm", "replicate", "runs", "feasible_runs", "margin_over_front", "front_ci_low",
+                     "front_ci_high", "front_position", "front_value", "arm_rate", "past_front", "front_reason"]
 
 
 def front_runs(tables: StudyTables) -> pd.DataFrame:
@@ -182,19 +188,46 @@ def margin_over_front(runs: pd.DataFrame, front: pd.DataFrame, selection: str, m
             "front_reason": "" if position else "no interval: fewer than two runs, or no spread between them"}
 
 
-def front_margins(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
-    """Per main arm, its margin over the front (:func:`margin_over_front`); empty without a front."""
+def _points(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
+    """The front's rows with the columns :func:`margin_over_front` reads."""
+    metric = tables.spec.selection.metric
+    return front.rename(columns={f"final_{metric}": "selection", f"sd_{metric}": "sd", f"final_{RATE}": "rate"})
+
+
+def _arm_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
+    runs = winner_runs(tables, arm)
+    return pd.DataFrame({"replicate": runs["replicate"], "feasible": runs["feasible"],
+                         "selection": _values(runs, tables.spec.selection.metric), "rate": _values(runs, RATE)})
+
+
+def replicate_margins(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
+    """Per main arm and search replicate, that replicate's pick against the front (:func:`margin_over_front` over
+    its confirmation runs alone, the seeds its unit): how often the whole pipeline, search included, lands beyond
+    the front (``tables/front_replicates.csv``); empty without a front."""
+    if front.empty:
+        return pd.DataFrame(columns=REPLICATE_COLUMNS)
+    selection, points, rows = tables.spec.selection, _points(tables, front), []
+    for arm in main_arms(tables):
+        for replicate, runs in _arm_runs(tables, arm).groupby("replicate"):
+            placed = margin_over_front(runs, points, selection.metric, selection.mode)
+            rows.append({"arm": arm, "replicate": int(replicate), "runs": len(runs),
+                         "feasible_runs": int(runs["feasible"].astype(bool).sum()), **placed})
+    return pd.DataFrame(rows, columns=REPLICATE_COLUMNS)
+
+
+def front_margins(tables: StudyTables, front: pd.DataFrame, replicates: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per main arm, its margin over the front (:func:`margin_over_front`) and, from ``replicates``
+    (:func:`replicate_margins`), in how many of its search replicates its pick lands beyond the front
+    (``beyond_replicates``, "k/n"); empty without a front."""
     if front.empty:
         return pd.DataFrame(columns=MARGIN_COLUMNS)
-    selection = tables.spec.selection
-    points = front.rename(columns={f"final_{selection.metric}": "selection", f"sd_{selection.metric}": "sd",
-                                   f"final_{RATE}": "rate"})
-    rows = []
+    selection, points, rows = tables.spec.selection, _points(tables, front), []
     for arm in main_arms(tables):
-        runs = winner_runs(tables, arm)
-        frame = pd.DataFrame({"replicate": runs["replicate"], "feasible": runs["feasible"],
-                              "selection": _values(runs, selection.metric), "rate": _values(runs, RATE)})
-        rows.append({"arm": arm, **margin_over_front(frame, points, selection.metric, selection.mode)})
+        placed = margin_over_front(_arm_runs(tables, arm), points, selection.metric, selection.mode)
+        beyond = ""
+        if replicates is not None and not (own := replicates[replicates["arm"] == arm]).empty:
+            beyond = f"{int((own['front_position'] == BEYOND).sum())}/{len(own)}"
+        rows.append({"arm": arm, **placed, "beyond_replicates": beyond})
     return pd.DataFrame(rows, columns=MARGIN_COLUMNS)
 
 
@@ -208,6 +241,8 @@ def front_lines(tables: StudyTables, front: pd.DataFrame, margins: pd.DataFrame)
              f"{len(spec.front.seeds)} seed(s) each ([front.csv](tables/front.csv)); {int(front['feasible'].sum())} "
              f"feasible on every seed, {int(front['non_dominated'].sum())} of them non-dominated."]
     for row in margins.itertuples():
+        often = (f" Its pick lands beyond the front in {row.beyond_replicates} search replicates "
+                 "([front_replicates.csv](tables/front_replicates.csv))." if row.beyond_replicates else "")
         if row.front_position:
             past = (f"; its rate is past the front's reach (highest feasible point at {row.front_max_rate:.4g}): "
                     "the front does not say what a constant weighting would rank at its rate" if row.past_front else "")
@@ -215,7 +250,7 @@ def front_lines(tables: StudyTables, front: pd.DataFrame, margins: pd.DataFrame)
             between = f"front point {low}" if low == high else f"the front between points {low} and {high}"
             lines.append(f"- `{row.arm}`: **{row.front_position}** the front, {row.margin_over_front:+.4g} "
                          f"(95% CI {row.front_ci_low:+.4g} to {row.front_ci_high:+.4g}) over {between}, "
-                         f"{row.front_value:.4g} at its rate {row.arm_rate:.4g}{past}.")
+                         f"{row.front_value:.4g} at its rate {row.arm_rate:.4g}{past}.{often}")
         else:
-            lines.append(f"- `{row.arm}`: not placed against the front ({row.front_reason}).")
+            lines.append(f"- `{row.arm}`: not placed against the front ({row.front_reason}).{often}")
     return lines

@@ -84,7 +84,7 @@ def _figure_legend(fig: plt.Figure, axes: list[plt.Axes], **options) -> None:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper", **options)
 
 
-ARM_INCHES = 0.9  # the width of one arm's column in objective_per_arm.png: its label fits under it, level
+ARM_INCHES = 1.15  # the width of one arm's column in objective_per_arm.png: its label fits under it, level
 
 
 def _tick_labels(ax: plt.Axes, x, labels: list[str]) -> None:

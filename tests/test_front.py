@@ -108,6 +108,34 @@ def test_a_grid_point_that_ranks_first_is_the_references_confirmed_configuration
     assert {"margin_over_front", "front_position"} <= set(conclusions)
 
 
+def test_how_often_a_pipeline_lands_beyond_the_front_is_counted_per_search_replicate(study):
+    per_replicate = pd.read_csv(study / "tables" / "front_replicates.csv")
+    conclusions = pd.read_csv(study / "tables" / "conclusions.csv").set_index("arm")
+    trials = build_tables(study).trials
+    for arm in ("fixed", "greedy"):
+        own = per_replicate[per_replicate["arm"] == arm]
+        assert sorted(own["replicate"]) == [0, 1] and (own["runs"] == 1).all()  # one confirmation seed a replicate
+        beyond = int((own["front_position"] == "beyond").sum())
+        assert conclusions.loc[arm, "beyond_replicates"] == f"{beyond}/2"
+        confirmed = trials.query("phase == 'confirm' and arm == @arm")
+        for row in own.itertuples():
+            run = confirmed[confirmed["replicate"] == row.replicate].iloc[0]
+            assert row.feasible_runs == int(run["feasible"])
+            if row.feasible_runs:  # its rate is its one run's negative ELBO
+                assert row.arm_rate == pytest.approx(run["final_val_loss_unweighted"])
+            # one run is no interval: placed only with a spread, never "beyond" on one seed
+            assert row.front_position != "beyond" or row.runs > 1
+
+
+def test_one_replicate_beyond_and_one_behind_pool_to_on():
+    front = _front([(0, True, 0.70, 0.01, 2, 30.0), (1, True, 0.90, 0.01, 2, 40.0)])
+    runs = pd.DataFrame({"replicate": [0, 0, 0, 1, 1, 1], "feasible": [True] * 6,
+                         "selection": [0.95, 0.96, 0.97, 0.60, 0.61, 0.62], "rate": [35.0] * 6})
+    placed = {r: margin_over_front(g, front, "s", "max")["front_position"] for r, g in runs.groupby("replicate")}
+    assert placed == {0: "beyond", 1: "behind"}  # the front is 0.80 at rate 35
+    assert margin_over_front(runs, front, "s", "max")["front_position"] == "on"
+
+
 def _front(rows):
     return pd.DataFrame(rows, columns=["point", "feasible", "selection", "sd", "finished", "rate"])
 

@@ -1,5 +1,5 @@
 """Each figure of the report draws what its caption says, read back from the matplotlib figure (the published
-study's tables: results/open-questions, which has an ablation around its `controller` arm, a PBT arm and 7 spec
+study's tables: results/open-questions, which has an ablation around its `controller` arm, a PBT arm and 8 spec
 arms): the controllers of control_signals.png are spec arms, never ablation labels; optimization_history.png has
 no empty panel; objective_per_arm.png's arm labels do not overlap; the legends sit outside the data. And the box
 check compares the float32 records at their precision."""
@@ -15,6 +15,7 @@ import torch
 
 from analysis import compare, plots, trajectory
 from analysis.load import build_tables
+from analysis.utilisation import study_utilisation
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "open-questions"
 
@@ -60,19 +61,20 @@ def _overlap(a, b) -> bool:
 def test_control_signals_draws_the_confirmed_controllers_not_ablation_labels(tables, drawn):
     """The study's ablation centre (`controller`) is a confirmed controller arm; its options
     (`controller.ablate.*`) are not arms. The best controller feasible on every seed is the seed-literal one
-    (`seed_literal`), so the next best (`controller`) is drawn beside it."""
+    (`seed_literal`), so the next best on the selection metric (`uncertainty`, feasible on 4 of 16 seeds) is drawn
+    beside it."""
     assert tables.spec.ablate is not None and tables.spec.ablate.arm == "controller"
     assert any(".ablate." in arm for arm in tables.arms())  # the labels that were taken for arms
     fig = drawn(plots.control_signals, tables)
     drawn_arms = {row["arm"] for _, row in plots.signal_trials(tables)}
-    assert drawn_arms == {"seed_literal", "controller"}
+    assert drawn_arms == {"seed_literal", "uncertainty"}
     labels = _labels(fig)
     assert not any(".ablate." in label for label in labels), labels
     rho = _visible(fig)[0]
     assert rho.get_title() == "rho_mean" and len(rho.get_lines()) == 2
     shown = [line.get_label() for line in rho.get_lines()]
     assert shown[0].startswith("best controller: seed_literal (the seed-literal controller)"), shown
-    assert shown[1].startswith("next best controller: controller (infeasible "), shown
+    assert shown[1].startswith("next best controller: uncertainty (infeasible "), shown
     for ax in _visible(fig):  # every signal panel draws both
         assert len(ax.get_lines()) == 2, ax.get_title()
     assert fig.legends and not any(ax.get_legend() for ax in fig.axes)  # one legend, outside the panels
@@ -83,7 +85,7 @@ def test_optimization_history_has_one_panel_per_searched_arm_and_none_empty(tabl
     searched = set(tables.trials.loc[tables.trials["phase"] == "search", "arm"])
     panels = _visible(fig)
     assert [ax.get_title() for ax in panels] == [arm for arm in tables.spec.arms if arm in searched]
-    assert len(panels) == 7 and len(fig.axes) == 9  # a 3 x 3 grid, the last two cells hidden
+    assert len(panels) == 8 and len(fig.axes) == 9  # a 3 x 3 grid, the last cell hidden
     for ax in panels:
         points = sum(len(c.get_offsets()) for c in ax.collections)
         assert points == int((tables.trials["phase"].eq("search") & tables.trials["arm"].eq(ax.get_title())).sum())
@@ -118,7 +120,9 @@ def test_learning_curves_legend_is_outside_the_data(tables, drawn):
 def test_concurrency_plot_draws_the_slots_and_the_utilisation(tables, drawn):
     fig = drawn(plots.concurrency_plot, tables)
     (ax,) = _visible(fig)
-    assert "slot utilisation 51%" in ax.get_title()  # the published study ran one trial at a time on 2 slots
+    used = study_utilisation(tables)
+    assert used.slots == 2 and used.utilisation > 0.85  # the published study kept its 2 slots busy
+    assert f"slot utilisation {used.utilisation:.0%}" in ax.get_title()
     assert [line.get_label() for line in ax.get_lines()] == ["max_concurrent (2)"]
     assert ax.get_lines()[0].get_ydata()[0] == 2
 

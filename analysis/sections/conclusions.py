@@ -72,10 +72,12 @@ training losses are never compared across arms.
 class Conclusions(Section):
     def compute(self, study: StudyTables, computed: Computed) -> dict[str, pd.DataFrame]:
         points = front.front_table(study)
-        margins = front.front_margins(study, points)
+        replicates = front.replicate_margins(study, points)
+        margins = front.front_margins(study, points, replicates)
         table = conclusions_table(study, computed["paired_vs_fixed"], computed["box_check"], computed["compute"],
                                   computed["freedom"], computed["audit_summary"])
-        return {"conclusions": table.merge(margins, on="arm", how="left"), "front": points, "front_margins": margins}
+        return {"conclusions": table.merge(margins, on="arm", how="left"), "front": points,
+                "front_margins": margins, "front_replicates": replicates}
 
     def render(self, study: StudyTables, computed: Computed) -> str:
         table = computed["conclusions"]
@@ -83,4 +85,5 @@ class Conclusions(Section):
         return head + "\n".join(_lines(study, computed)) + "\n\n" + METHOD + _selection_note(study)
 
 
-SECTION = Conclusions("conclusions", "Conclusions", tables=("conclusions", "front"), kept=("front_margins",))
+SECTION = Conclusions("conclusions", "Conclusions", tables=("conclusions", "front", "front_replicates"),
+                      kept=("front_margins",))
