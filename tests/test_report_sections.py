@@ -1,5 +1,5 @@
 """A report section added at run time, without editing the project: registered after an existing section of the
-published study's report (results/open-questions: no Ray, no training), its heading follows that section's, its
+shared tiny study's report (analysed again, no training), its heading follows that section's, its
 table is written under tables/ with the counts pandas reads off trials.parquet, and once it is taken out again
 the report and tables are the ones the study gets without it. A registration never outlives its test."""
 
@@ -20,7 +20,6 @@ from analysis.load import StudyTables
 from analysis.sections import SECTIONS, Computed, Section, register_section, section, unregister_section
 from analysis.sections.text import link, markdown_table
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "open-questions"
 ANCHOR = "collapse"  # the new section goes right after "Controller collapse"
 ORIGINAL = [s.key for s in SECTIONS]
 TITLE = "Trials per phase"
@@ -58,24 +57,24 @@ def _registry_restored():
         yield
 
 
-def _analysed_copy(root: Path) -> Path:
-    study = Path(shutil.copytree(PUBLISHED, root / PUBLISHED.name))
+def _analysed_copy(source: Path, root: Path) -> Path:
+    study = Path(shutil.copytree(source, root / source.name))
     analyze(study)
     return study
 
 
 @pytest.fixture(scope="module")
-def with_section(tmp_path_factory) -> Path:
-    """A copy of the published study analysed with the section registered after ``ANCHOR``."""
+def with_section(tiny_study, tmp_path_factory) -> Path:
+    """A copy of the tiny study analysed with the section registered after ``ANCHOR``."""
     with restored_registry():
         register_section(TrialsPerPhase(), after=ANCHOR)
-        return _analysed_copy(tmp_path_factory.mktemp("with-section"))
+        return _analysed_copy(tiny_study, tmp_path_factory.mktemp("with-section"))
 
 
 @pytest.fixture(scope="module")
-def without_section(with_section, tmp_path_factory) -> Path:
+def without_section(with_section, tiny_study, tmp_path_factory) -> Path:
     """A copy analysed after the registration above was undone."""
-    return _analysed_copy(tmp_path_factory.mktemp("without-section"))
+    return _analysed_copy(tiny_study, tmp_path_factory.mktemp("without-section"))
 
 
 def _headings(text: str) -> list[str]:
@@ -101,7 +100,7 @@ def test_the_section_is_rendered_right_after_the_one_it_was_registered_after(wit
 
 def test_its_table_is_written_with_the_trials_of_each_phase(with_section):
     written = pd.read_csv(with_section / "tables" / "trials_per_phase.csv")
-    trials = pd.read_parquet(PUBLISHED / "trials.parquet")
+    trials = pd.read_parquet(with_section / "trials.parquet")
     expected = trials["phase"].value_counts()
     assert set(written["phase"]) == set(expected.index) and len(written) == len(expected)
     assert dict(zip(written["phase"], written["trials"])) == expected.to_dict()
