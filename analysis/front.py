@@ -64,7 +64,7 @@ def front_runs(tables: StudyTables) -> pd.DataFrame:
     return trials[trials["phase"] == FRONT].copy() if "phase" in trials else trials.iloc[:0]
 
 
-def _values(runs: pd.DataFrame, metric: str) -> pd.Series:
+def final_values(runs: pd.DataFrame, metric: str) -> pd.Series:
     """A field's final values (the metrics as the spec names them, as every arm's are compared; a run's
     feasibility is the ``feasible`` column's, judged on the test split where the run carries it)."""
     column = f"final_{metric}"
@@ -88,7 +88,7 @@ def front_table(tables: StudyTables) -> pd.DataFrame:
         row = {"point": index, **point, "runs": len(spec.front.seeds), "finished": len(usable),
                "feasible_runs": int(mine["feasible"].astype(bool).sum())}
         for metric in metrics:
-            values = _values(usable, metric).dropna()
+            values = final_values(usable, metric).dropna()
             row[f"final_{metric}"] = float(values.mean()) if len(values) else math.nan
             row[f"sd_{metric}"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         row["feasible"] = row["feasible_runs"] == row["runs"]
@@ -188,7 +188,7 @@ def margin_over_front(runs: pd.DataFrame, front: pd.DataFrame, selection: str, m
             "front_reason": "" if position else "no interval: fewer than two runs, or no spread between them"}
 
 
-def _points(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
+def curve_points(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
     """The front's rows with the columns :func:`margin_over_front` reads."""
     metric = tables.spec.selection.metric
     return front.rename(columns={f"final_{metric}": "selection", f"sd_{metric}": "sd", f"final_{RATE}": "rate"})
@@ -197,7 +197,8 @@ def _points(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
 def _arm_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
     runs = winner_runs(tables, arm)
     return pd.DataFrame({"replicate": runs["replicate"], "feasible": runs["feasible"],
-                         "selection": _values(runs, tables.spec.selection.metric), "rate": _values(runs, RATE)})
+                         "selection": final_values(runs, tables.spec.selection.metric),
+                         "rate": final_values(runs, RATE)})
 
 
 def replicate_margins(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
@@ -206,7 +207,7 @@ def replicate_margins(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
     the front (``tables/front_replicates.csv``); empty without a front."""
     if front.empty:
         return pd.DataFrame(columns=REPLICATE_COLUMNS)
-    selection, points, rows = tables.spec.selection, _points(tables, front), []
+    selection, points, rows = tables.spec.selection, curve_points(tables, front), []
     for arm in main_arms(tables):
         for replicate, runs in _arm_runs(tables, arm).groupby("replicate"):
             placed = margin_over_front(runs, points, selection.metric, selection.mode)
@@ -221,7 +222,7 @@ def front_margins(tables: StudyTables, front: pd.DataFrame, replicates: pd.DataF
     (``beyond_replicates``, "k/n"); empty without a front."""
     if front.empty:
         return pd.DataFrame(columns=MARGIN_COLUMNS)
-    selection, points, rows = tables.spec.selection, _points(tables, front), []
+    selection, points, rows = tables.spec.selection, curve_points(tables, front), []
     for arm in main_arms(tables):
         placed = margin_over_front(_arm_runs(tables, arm), points, selection.metric, selection.mode)
         beyond = ""

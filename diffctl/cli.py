@@ -1,5 +1,5 @@
-"""The ``diffctl`` command line: train | gradcheck | study run/check/resume/status/spec | analyze | export | reproduce
-| config.
+"""The ``diffctl`` command line: train | gradcheck | study run/check/resume/status/spec | analyze | fronts | export
+| reproduce | config.
 
 The top floor of the project: it may reach every layer, but imports ``study`` (Ray, Optuna) and ``analysis``
 (pandas) only inside the subcommands that need them, so ``diffctl train`` never pays for importing Ray.
@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the report's path. diffctl study run and resume already do this.")  # fmt: skip
     p.add_argument("dir", help="study directory")
 
+    p = sub.add_parser("fronts", help="place one study's front against another's at equal rate",
+                       description="Read the front of two studies (their specs' `front:`), place every point of "
+                                   "OTHER's against REFERENCE's at its own rate, and write OTHER/tables/fronts.csv "
+                                   "and OTHER/plots/fronts.png (both fronts drawn on rate x selection metric).")
+    p.add_argument("reference", help="study directory whose front is the reference (e.g. the fixed-λ front)")
+    p.add_argument("other", help="study directory whose front is placed against it; the outputs go here")
+
     p = sub.add_parser("export", help="write the best configuration of a study, with provenance")
     p.add_argument("dir", help="study directory")
     p.add_argument("--arm", help="arm to export (default: the best arm)")
@@ -181,6 +188,10 @@ def _run(args: argparse.Namespace) -> int:
         import analysis.cli as analysis_cli
 
         return analysis_cli.analyze_command(args.dir)
+    if args.command == "fronts":
+        import analysis.fronts as fronts
+
+        return fronts.fronts_command(args.reference, args.other)
     if args.command == "export":
         import analysis.export as export
 
