@@ -194,11 +194,15 @@ def curve_points(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:
     return front.rename(columns={f"final_{metric}": "selection", f"sd_{metric}": "sd", f"final_{RATE}": "rate"})
 
 
-def _arm_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
-    runs = winner_runs(tables, arm)
+def placement_runs(tables: StudyTables, runs: pd.DataFrame) -> pd.DataFrame:
+    """Trial rows as :func:`margin_over_front` reads them: replicate, feasible, selection metric and rate."""
     return pd.DataFrame({"replicate": runs["replicate"], "feasible": runs["feasible"],
                          "selection": final_values(runs, tables.spec.selection.metric),
                          "rate": final_values(runs, RATE)})
+
+
+def _arm_runs(tables: StudyTables, arm: str) -> pd.DataFrame:
+    return placement_runs(tables, winner_runs(tables, arm))
 
 
 def replicate_margins(tables: StudyTables, front: pd.DataFrame) -> pd.DataFrame:

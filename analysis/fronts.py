@@ -37,10 +37,10 @@ from .front import (  # noqa: E402
     RATE,
     curve_points,
     envelope,
-    final_values,
     front_runs,
     front_table,
     margin_over_front,
+    placement_runs,
 )
 from .load import StudyTables, build_tables  # noqa: E402
 from .plots import _save  # noqa: E402
@@ -89,11 +89,8 @@ def compare_fronts(reference_dir: str | Path, other_dir: str | Path) -> tuple[pd
     curve = curve_points(reference, reference_front)
     placed = []
     for point in mine["point"]:
-        own = runs[runs["point"] == point]
-        frame = pd.DataFrame({"replicate": 0, "feasible": own["feasible"],
-                              "selection": final_values(own, selection.metric),
-                              "rate": final_values(own, RATE)})
-        place = margin_over_front(frame, curve, selection.metric, selection.mode)
+        own = placement_runs(other, runs[runs["point"] == point])
+        place = margin_over_front(own, curve, selection.metric, selection.mode)
         placed.append({k: place[k] for k in PLACE})
     mine = pd.concat([mine.reset_index(drop=True), pd.DataFrame(placed, columns=PLACE)], axis=1)
     table = pd.concat([_rows(reference, reference_front, "reference"), mine], ignore_index=True)
