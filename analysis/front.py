@@ -128,6 +128,12 @@ def welch_interval(a: np.ndarray, b_mean: float, b_parts: list[tuple[float, int]
     return diff - half, diff + half
 
 
+def placed_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """The feasible rows with both a selection value and a rate: the front points a curve goes through, or the
+    runs an arm is placed by."""
+    return rows[rows["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
+
+
 def envelope(points: pd.DataFrame, sign: float) -> pd.DataFrame:
     """The feasible points no other feasible point beats at equal or lower rate (the rate–selection trade-off
     curve), by rising rate."""
@@ -158,12 +164,12 @@ def margin_over_front(runs: pd.DataFrame, front: pd.DataFrame, selection: str, m
     """One arm's margin over the front at its rate (see the module docstring). ``runs``: its confirmation runs
     with ``replicate``, ``feasible``, ``selection`` and ``rate`` columns; ``front``: :func:`front_table`'s rows
     with ``point``, ``feasible``, ``selection``, ``sd``, ``finished`` and ``rate``."""
-    feasible = front[front["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
+    feasible = placed_points(front)
     reach = float(feasible["rate"].max()) if not feasible.empty else math.nan
     empty = {"margin_over_front": math.nan, "front_ci_low": math.nan, "front_ci_high": math.nan,
              "front_position": "", "front_point": None, "front_point_high": None, "front_value": math.nan,
              "front_point_rate": math.nan, "arm_rate": math.nan, "front_max_rate": reach, "past_front": False}
-    ok = runs[runs["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
+    ok = placed_points(runs)
     if ok.empty:
         return {**empty, "front_reason": "no feasible confirmation run"}
     rate = float(ok["rate"].mean())

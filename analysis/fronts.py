@@ -40,6 +40,7 @@ from .front import (  # noqa: E402
     front_runs,
     front_table,
     margin_over_front,
+    placed_points,
     placement_runs,
 )
 from .load import StudyTables, build_tables  # noqa: E402
@@ -61,8 +62,7 @@ def _front_of(study_dir: str | Path) -> tuple[StudyTables, pd.DataFrame]:
 def _rows(tables: StudyTables, front: pd.DataFrame, which: str) -> pd.DataFrame:
     points = curve_points(tables, front)
     sign = 1.0 if tables.spec.selection.mode == "max" else -1.0
-    feasible = points[points["feasible"].astype(bool)].dropna(subset=["selection", "rate"])
-    curve = set(envelope(feasible, sign)["point"]) if not feasible.empty else set()
+    curve = set(envelope(placed_points(points), sign)["point"])
     keys = list(tables.spec.front.grid)
     rows = pd.DataFrame({"front": which, "study": tables.spec.name, "arm": tables.spec.front.arm,
                          "point": points["point"]})
