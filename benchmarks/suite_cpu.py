@@ -1,0 +1,214 @@
+"""Where a command's CPU time goes, process by process: the test suite by default (``make test``'s pytest).
+
+Every process that exits while the command runs is recorded by the kernel's process accounting (``acct(2)``, the
+records ``lastcomm`` and ``sa`` read), even one that lived a few milliseconds or was killed. A sampler reads
+``/proc`` every 0.1 s: the command line and first parent of every new process, so that a process is named by what
+it runs (a ``diffctl`` subcommand, a Ray trial worker, one of Ray's own services, a pytest-xdist worker) and stays
+in the command's tree after its parent is killed, and each live process's CPU time. A process's CPU time is the
+larger of its accounting record and its last sample: the record's tick-sampled times fall short on busy cores (a
+process that spun 1.02 s of CPU was recorded as 0.64-0.80 s beside two CPU-bound processes on 2 cores), the
+sample misses at most the last 0.1 s. Prints, per kind: processes, CPU-s, share and CPU-s per process; then the
+total, the wall time, how busy the cores were, and the machine's own busy CPU time over the same span (every
+process, the command's or not) as a check. Accounting is system-wide and needs root; only the command's
+descendants are counted.
+
+    python -m benchmarks.suite_cpu [-- COMMAND ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
+AHZ = 100  # the unit of acct_v3's times (linux/acct.h)
+RECORD = struct.Struct("<BBHIIIIIIf8H16s")  # struct acct_v3, 64 bytes
+# (what a command line contains, its kind), first match wins
+KINDS = [
+    ("default_worker.py", "Ray worker (trial actors)"),
+    ("gcs_server", "Ray services"), ("/raylet", "Ray services"), ("dashboard", "Ray services"),
+    ("monitor.py", "Ray services"), ("runtime_env", "Ray services"), ("log_monitor", "Ray services"),
+    ("exec(eval(sys.stdin.readline()))", "pytest-xdist worker"),
+]
+
+
+@dataclass(frozen=True)
+class Exited:
+    pid: int
+    ppid: int
+    cpu_s: float
+    elapsed_s: float
+
+
+def _comp_t(value: int) -> int:
+    """A comp_t (13-bit mantissa, 3-bit base-8 exponent) as an integer."""
+    return (value & 0x1FFF) << (3 * (value >> 13))
+
+
+def read_records(path: Path) -> list[Exited]:
+    data = path.read_bytes()
+    records = []
+    for offset in range(0, len(data) - RECORD.size + 1, RECORD.size):
+        _flag, version, _tty, _code, _uid, _gid, pid, ppid, _btime, etime, utime, stime, *_rest = \
+            RECORD.unpack_from(data, offset)
+        if version & 0x7F != 3:
+            raise ValueError(f"{path}: acct record version {version}, expected 3")
+        records.append(Exited(pid, ppid, (_comp_t(utime) + _comp_t(stime)) / AHZ, etime / AHZ))
+    return records
+
+
+class Accounting:
+    """Process accounting into a file while the block runs (turned off on the way out, whatever happens)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._libc = ctypes.CDLL(None, use_errno=True)
+
+    def __enter__(self) -> Accounting:
+        self.path.write_bytes(b"")
+        if self._libc.acct(str(self.path).encode()) != 0:
+            errno = ctypes.get_errno()
+            raise PermissionError(f"process accounting (acct(2)) refused: {os.strerror(errno)}; it needs root")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._libc.acct(None)
+
+
+class Sampler(threading.Thread):
+    """Every process that appears (polling /proc): its command line and first-seen parent, and its CPU time."""
+
+    def __init__(self, every_s: float = 0.1):
+        super().__init__(daemon=True)
+        self.every_s, self._done = every_s, threading.Event()
+        self.seen: dict[int, tuple[str, int]] = {}
+        self.cpu_s: dict[int, float] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self.every_s)
+
+    def sample(self) -> None:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+                if pid not in self.seen:
+                    cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if not cmdline:
+                        continue  # a kernel thread, or a process already exiting
+                    self.seen[pid] = (cmdline.strip(), int(fields[1]))
+            except (OSError, ValueError, IndexError):
+                continue
+            self.cpu_s[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+        self.sample()
+
+
+def busy_cpu_s() -> float:
+    """The machine's busy CPU time so far (user, nice, system, irq, softirq), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
+
+
+def kind_of(cmdline: str) -> str:
+    for needle, kind in KINDS:
+        if needle in cmdline:
+            return kind
+    words = cmdline.split()
+    for i, word in enumerate(words[:2]):  # the program, or the script its interpreter runs
+        if word.endswith("/diffctl") or word == "diffctl":
+            sub = words[i + 1:i + 3] if words[i + 1:i + 2] == ["study"] else words[i + 1:i + 2]
+            return "diffctl " + " ".join(sub)
+    return "other"
+
+
+def attribute(records: list[Exited], sampler: Sampler, root: int) -> dict[str, list[float]]:
+    """Kind -> CPU-s of each of ``root``'s descendants (and ``root``). A process whose command line the sampler
+    missed (it lived < 0.1 s) takes its nearest named ancestor's kind, marked "(child)"."""
+    seen = sampler.seen
+    parent = {r.pid: r.ppid for r in records}
+    parent.update({pid: ppid for pid, (_cmd, ppid) in seen.items()})  # first seen: before any reparenting
+
+    def lineage(pid: int) -> list[int]:
+        chain = [pid]
+        while chain[-1] != root and chain[-1] in parent and len(chain) < 64:
+            chain.append(parent[chain[-1]])
+        return chain
+
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        chain = lineage(record.pid)
+        if chain[-1] != root:
+            continue
+        named = next((pid for pid in chain if pid in seen), None)
+        kind = "unnamed" if named is None else kind_of(seen[named][0])
+        cpu_s = max(record.cpu_s, sampler.cpu_s.get(record.pid, 0.0))
+        kinds[kind if named == record.pid else f"{kind} (child)"].append(cpu_s)
+    return kinds
+
+
+def report(kinds: dict[str, list[float]], wall_s: float, cores: int, machine_s: float | None = None) -> str:
+    total = sum(sum(v) for v in kinds.values())
+    lines = [f"{'kind':<34} {'procs':>6} {'CPU-s':>8} {'share':>6} {'CPU-s/proc':>10}"]
+    for kind, cpus in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+        lines.append(f"{kind:<34} {len(cpus):>6} {sum(cpus):>8.1f} {sum(cpus) / total:>6.1%} "
+                     f"{sum(cpus) / len(cpus):>10.2f}")
+    lines.append(f"total {total:.1f} CPU-s in {wall_s:.1f} s on {cores} cores: "
+                 f"{total / (wall_s * cores):.0%} of them busy")
+    if machine_s is not None:
+        lines.append(f"the machine was busy {machine_s:.1f} CPU-s over the same span (every process)")
+    return "\n".join(lines)
+
+
+def measure(command: list[str], cwd: Path | None = None) -> tuple[dict[str, list[float]], float, float, int]:
+    """Run ``command`` under process accounting: (kind -> CPU-s per process, wall s, the machine's busy CPU-s
+    over the same span, exit code)."""
+    with tempfile.TemporaryDirectory(prefix="suite-cpu-") as scratch:
+        path = Path(scratch) / "acct"
+        sampler = Sampler()
+        with Accounting(path):
+            sampler.start()
+            start, busy = time.perf_counter(), busy_cpu_s()
+            try:
+                process = subprocess.Popen(command, cwd=cwd)
+                code = process.wait()
+            finally:
+                wall, busy = time.perf_counter() - start, busy_cpu_s() - busy
+                sampler.stop()
+            time.sleep(0.2)  # the last records of the command's tree
+        return attribute(read_records(path), sampler, process.pid), wall, busy, code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite_cpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="*", help="the command to measure (after --; default: the suite)")
+    args = parser.parse_args(argv)
+    try:
+        kinds, wall, busy, code = measure(args.command or DEFAULT)
+    except (PermissionError, FileNotFoundError) as exc:
+        print(f"suite_cpu: {exc}", file=sys.stderr)
+        return 2
+    print(report(kinds, wall, os.cpu_count() or 1, busy))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
