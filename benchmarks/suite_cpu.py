@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -33,13 +34,7 @@ from pathlib import Path
 DEFAULT = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
 AHZ = 100  # the unit of acct_v3's times (linux/acct.h)
 RECORD = struct.Struct("<BBHIIIIIIf8H16s")  # struct acct_v3, 64 bytes
-# (what a command line contains, its kind), first match wins
-KINDS = [
-    ("default_worker.py", "Ray worker (trial actors)"),
-    ("gcs_server", "Ray services"), ("/raylet", "Ray services"), ("dashboard", "Ray services"),
-    ("monitor.py", "Ray services"), ("runtime_env", "Ray services"), ("log_monitor", "Ray services"),
-    ("exec(eval(sys.stdin.readline()))", "pytest-xdist worker"),
-]
+XDIST_WORKER = "exec(eval(sys.stdin.readline()))"  # how pytest-xdist (execnet) starts a worker
 
 
 @dataclass(frozen=True)
@@ -129,14 +124,19 @@ def busy_cpu_s() -> float:
 
 
 def kind_of(cmdline: str) -> str:
-    for needle, kind in KINDS:
-        if needle in cmdline:
-            return kind
+    """What a process runs, by its program (the script an interpreter runs, else the executable)."""
+    if XDIST_WORKER in cmdline:
+        return "pytest-xdist worker"
     words = cmdline.split()
-    for i, word in enumerate(words[:2]):  # the program, or the script its interpreter runs
-        if word.endswith("/diffctl") or word == "diffctl":
-            sub = words[i + 1:i + 3] if words[i + 1:i + 2] == ["study"] else words[i + 1:i + 2]
-            return "diffctl " + " ".join(sub)
+    interpreter = re.compile(r"(^|/)python[\d.]*$")
+    program = next((w for w in words[:4] if not w.startswith("-") and not interpreter.search(w)), "")
+    if program.endswith("/default_worker.py"):
+        return "Ray worker (trial actors)"
+    if "/ray/" in program or program.endswith("/bin/ray"):  # raylet, gcs_server, dashboard, agents, monitors, ray start
+        return "Ray services"
+    if program == "diffctl" or program.endswith("/diffctl"):
+        rest = words[words.index(program) + 1:]
+        return "diffctl " + " ".join(rest[:2] if rest[:1] == ["study"] else rest[:1])
     return "other"
 
 

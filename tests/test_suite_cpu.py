@@ -20,7 +20,11 @@ def test_comp_t_and_kinds():
     assert kind_of(f"{DIFFCTL} export tiny --out best.yaml") == "diffctl export"
     assert kind_of("/v/bin/python -u /v/ray/_private/workers/default_worker.py --node-ip-address=1") == \
         "Ray worker (trial actors)"
+    assert kind_of("/v/bin/python -u /v/ray/_private/runtime_env/agent/main.py --log-dir=/t "
+                   "--worker-path=/v/ray/_private/workers/default_worker.py") == "Ray services"
+    assert kind_of("/v/ray/core/src/ray/raylet/raylet --raylet_socket_name=/t/raylet") == "Ray services"
     assert kind_of("/v/bin/python -u -c import sys;exec(eval(sys.stdin.readline()))") == "pytest-xdist worker"
+    assert kind_of("sh -c /v/bin/diffctl config show; python spin.py") == "other"  # a shell running diffctl
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="process accounting needs root")
