@@ -34,6 +34,7 @@ from pathlib import Path
 DEFAULT = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"]
 AHZ = 100  # the unit of acct_v3's times (linux/acct.h)
 RECORD = struct.Struct("<BBHIIIIIIf8H16s")  # struct acct_v3, 64 bytes
+NESTED = "DIFFCTL_SUITE_CPU"  # set in the measured command's environment: accounting is in use (it is global)
 XDIST_WORKER = "exec(eval(sys.stdin.readline()))"  # how pytest-xdist (execnet) starts a worker
 
 
@@ -70,6 +71,8 @@ class Accounting:
         self._libc = ctypes.CDLL(None, use_errno=True)
 
     def __enter__(self) -> Accounting:
+        if os.environ.get(NESTED):
+            raise PermissionError(f"process accounting is in use by the suite_cpu that runs this one ({NESTED} set)")
         self.path.write_bytes(b"")
         if self._libc.acct(str(self.path).encode()) != 0:
             errno = ctypes.get_errno()
@@ -153,15 +156,18 @@ def attribute(records: list[Exited], sampler: Sampler, root: int) -> dict[str, l
             chain.append(parent[chain[-1]])
         return chain
 
-    kinds: dict[str, list[float]] = defaultdict(list)
+    # a process with no record: still running when accounting stopped (its last sample stands for it)
+    cpu_s = {pid: sampler.cpu_s.get(pid, 0.0) for pid in seen}
     for record in records:
-        chain = lineage(record.pid)
+        cpu_s[record.pid] = max(record.cpu_s, cpu_s.get(record.pid, 0.0))
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for pid, cpu in cpu_s.items():
+        chain = lineage(pid)
         if chain[-1] != root:
             continue
-        named = next((pid for pid in chain if pid in seen), None)
+        named = next((p for p in chain if p in seen), None)
         kind = "unnamed" if named is None else kind_of(seen[named][0])
-        cpu_s = max(record.cpu_s, sampler.cpu_s.get(record.pid, 0.0))
-        kinds[kind if named == record.pid else f"{kind} (child)"].append(cpu_s)
+        kinds[kind if named == pid else f"{kind} (child)"].append(cpu)
     return kinds
 
 
@@ -188,7 +194,7 @@ def measure(command: list[str], cwd: Path | None = None) -> tuple[dict[str, list
             sampler.start()
             start, busy = time.perf_counter(), busy_cpu_s()
             try:
-                process = subprocess.Popen(command, cwd=cwd)
+                process = subprocess.Popen(command, cwd=cwd, env={**os.environ, NESTED: "1"})
                 code = process.wait()
             finally:
                 wall, busy = time.perf_counter() - start, busy_cpu_s() - busy
