@@ -38,12 +38,16 @@ NESTED = "DIFFCTL_SUITE_CPU"  # set in the measured command's environment: accou
 XDIST_WORKER = "exec(eval(sys.stdin.readline()))"  # how pytest-xdist (execnet) starts a worker
 
 
-@dataclass(frozen=True)
-class Exited:
+@dataclass
+class Process:
+    """One process (a pid is reused: pids wrap at /proc/sys/kernel/pid_max, 32,768 here, within one suite run, so a
+    process is its pid and its start). ``cmdline`` is empty when the sampler never saw it."""
+
     pid: int
     ppid: int
+    start_s: float  # since the epoch
     cpu_s: float
-    elapsed_s: float
+    cmdline: str = ""
 
 
 def _comp_t(value: int) -> int:
@@ -51,15 +55,15 @@ def _comp_t(value: int) -> int:
     return (value & 0x1FFF) << (3 * (value >> 13))
 
 
-def read_records(path: Path) -> list[Exited]:
+def read_records(path: Path) -> list[Process]:
     data = path.read_bytes()
     records = []
     for offset in range(0, len(data) - RECORD.size + 1, RECORD.size):
-        _flag, version, _tty, _code, _uid, _gid, pid, ppid, _btime, etime, utime, stime, *_rest = \
+        _flag, version, _tty, _code, _uid, _gid, pid, ppid, btime, _etime, utime, stime, *_rest = \
             RECORD.unpack_from(data, offset)
         if version & 0x7F != 3:
             raise ValueError(f"{path}: acct record version {version}, expected 3")
-        records.append(Exited(pid, ppid, (_comp_t(utime) + _comp_t(stime)) / AHZ, etime / AHZ))
+        records.append(Process(pid, ppid, float(btime), (_comp_t(utime) + _comp_t(stime)) / AHZ))
     return records
 
 
@@ -84,14 +88,16 @@ class Accounting:
 
 
 class Sampler(threading.Thread):
-    """Every process that appears (polling /proc): its command line and first-seen parent, and its CPU time."""
+    """Every process that appears (polling /proc), by (pid, start): its command line, first-seen parent (before
+    any reparenting), start and CPU time so far."""
 
     def __init__(self, every_s: float = 0.1):
         super().__init__(daemon=True)
         self.every_s, self._done = every_s, threading.Event()
-        self.seen: dict[int, tuple[str, int]] = {}
-        self.cpu_s: dict[int, float] = {}
+        self.procs: dict[tuple[int, int], Process] = {}
         self._tick = os.sysconf("SC_CLK_TCK")
+        self._boot_s = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                            if line.startswith("btime "))
 
     def run(self) -> None:
         while not self._done.is_set():
@@ -102,17 +108,18 @@ class Sampler(threading.Thread):
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
-            pid = int(name)
             try:
                 fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-                if pid not in self.seen:
+                key = (int(name), int(fields[19]))  # starttime, in ticks since boot
+                if key not in self.procs:
                     cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     if not cmdline:
                         continue  # a kernel thread, or a process already exiting
-                    self.seen[pid] = (cmdline.strip(), int(fields[1]))
+                    self.procs[key] = Process(key[0], int(fields[1]), self._boot_s + key[1] / self._tick, 0.0,
+                                              cmdline.strip())
             except (OSError, ValueError, IndexError):
                 continue
-            self.cpu_s[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+            self.procs[key].cpu_s = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
 
     def stop(self) -> None:
         self._done.set()
@@ -143,31 +150,45 @@ def kind_of(cmdline: str) -> str:
     return "other"
 
 
-def attribute(records: list[Exited], sampler: Sampler, root: int) -> dict[str, list[float]]:
-    """Kind -> CPU-s of each of ``root``'s descendants (and ``root``). A process whose command line the sampler
-    missed (it lived < 0.1 s) takes its nearest named ancestor's kind, marked "(child)"."""
-    seen = sampler.seen
-    parent = {r.pid: r.ppid for r in records}
-    parent.update({pid: ppid for pid, (_cmd, ppid) in seen.items()})  # first seen: before any reparenting
-
-    def lineage(pid: int) -> list[int]:
-        chain = [pid]
-        while chain[-1] != root and chain[-1] in parent and len(chain) < 64:
-            chain.append(parent[chain[-1]])
-        return chain
-
-    # a process with no record: still running when accounting stopped (its last sample stands for it)
-    cpu_s = {pid: sampler.cpu_s.get(pid, 0.0) for pid in seen}
+def merged(records: list[Process], sampled: list[Process]) -> list[Process]:
+    """Every process once: a record joins the sample of the same pid started within a second of it (a record's
+    start has whole seconds), taking the larger CPU time; a record alone is a process the sampler missed (it lived
+    < 0.1 s); a sample alone, one still running when accounting stopped."""
+    by_pid: dict[int, list[Process]] = defaultdict(list)
+    for proc in sampled:
+        by_pid[proc.pid].append(proc)
+    processes = list(sampled)
     for record in records:
-        cpu_s[record.pid] = max(record.cpu_s, cpu_s.get(record.pid, 0.0))
+        match = next((p for p in by_pid[record.pid] if abs(p.start_s - record.start_s) <= 2.0), None)
+        if match is None:
+            processes.append(record)
+        else:
+            match.cpu_s = max(match.cpu_s, record.cpu_s)
+    return processes
+
+
+def attribute(processes: list[Process], root: Process) -> dict[str, list[float]]:
+    """Kind -> CPU-s of each of ``root``'s descendants (and ``root``). A process whose command line the sampler
+    missed takes its nearest named ancestor's kind, marked "(child)". A parent is the latest process of that pid
+    started before its child."""
+    by_pid: dict[int, list[Process]] = defaultdict(list)
+    for proc in sorted(processes, key=lambda p: p.start_s):
+        by_pid[proc.pid].append(proc)
+
+    def parent(proc: Process) -> Process | None:
+        earlier = [p for p in by_pid.get(proc.ppid, []) if p.start_s <= proc.start_s + 1.0]
+        return earlier[-1] if earlier else None
+
     kinds: dict[str, list[float]] = defaultdict(list)
-    for pid, cpu in cpu_s.items():
-        chain = lineage(pid)
-        if chain[-1] != root:
+    for proc in processes:
+        chain = [proc]
+        while chain[-1] is not root and len(chain) < 64 and (up := parent(chain[-1])) is not None:
+            chain.append(up)
+        if chain[-1] is not root:
             continue
-        named = next((p for p in chain if p in seen), None)
-        kind = "unnamed" if named is None else kind_of(seen[named][0])
-        kinds[kind if named == pid else f"{kind} (child)"].append(cpu)
+        named = next((p for p in chain if p.cmdline), None)
+        kind = "unnamed" if named is None else kind_of(named.cmdline)
+        kinds[kind if named is proc else f"{kind} (child)"].append(proc.cpu_s)
     return kinds
 
 
@@ -192,7 +213,7 @@ def measure(command: list[str], cwd: Path | None = None) -> tuple[dict[str, list
         sampler = Sampler()
         with Accounting(path):
             sampler.start()
-            start, busy = time.perf_counter(), busy_cpu_s()
+            start, busy, started_s = time.perf_counter(), busy_cpu_s(), time.time()
             try:
                 process = subprocess.Popen(command, cwd=cwd, env={**os.environ, NESTED: "1"})
                 code = process.wait()
@@ -200,7 +221,9 @@ def measure(command: list[str], cwd: Path | None = None) -> tuple[dict[str, list
                 wall, busy = time.perf_counter() - start, busy_cpu_s() - busy
                 sampler.stop()
             time.sleep(0.2)  # the last records of the command's tree
-        return attribute(read_records(path), sampler, process.pid), wall, busy, code
+        processes = merged(read_records(path), list(sampler.procs.values()))
+        root = next(p for p in processes if p.pid == process.pid and p.start_s >= started_s - 2.0)
+        return attribute(processes, root), wall, busy, code
 
 
 def main(argv: list[str] | None = None) -> int:

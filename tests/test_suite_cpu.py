@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchmarks.suite_cpu import NESTED, _comp_t, kind_of, measure, report
+from benchmarks.suite_cpu import NESTED, Process, _comp_t, attribute, kind_of, measure, merged, report
 from tiny_specs import DIFFCTL
 
 SPIN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
@@ -25,6 +25,25 @@ def test_comp_t_and_kinds():
     assert kind_of("/v/ray/core/src/ray/raylet/raylet --raylet_socket_name=/t/raylet") == "Ray services"
     assert kind_of("/v/bin/python -u -c import sys;exec(eval(sys.stdin.readline()))") == "pytest-xdist worker"
     assert kind_of("sh -c /v/bin/diffctl config show; python spin.py") == "other"  # a shell running diffctl
+
+
+def test_a_reused_pid_is_two_processes_and_a_killed_parent_keeps_its_children():
+    root = Process(10, 1, 1000.0, 1.0, "python -m pytest")
+    sampled = [
+        root,
+        Process(100, 10, 1001.0, 0.5, f"{DIFFCTL} study run spec.yaml"),  # a driver, later killed
+        Process(200, 100, 1002.0, 3.0, "/v/bin/python /v/ray/_private/workers/default_worker.py"),
+        Process(100, 1, 1500.0, 9.0, "sshd: another user's"),  # pid 100 again, outside the tree
+    ]
+    records = [
+        Process(100, 10, 1001.0, 2.0),  # the driver's record: more CPU than its last sample
+        Process(200, 1, 1002.0, 2.5),  # reparented to init once the driver died: first-seen parent counts
+        Process(300, 200, 1003.0, 0.25),  # never sampled (short): its named ancestor's kind
+        Process(100, 1, 1500.0, 9.5),  # the second pid 100
+    ]
+    kinds = attribute(merged(records, sampled), root)
+    assert kinds == {"other": [1.0], "diffctl study run": [2.0], "Ray worker (trial actors)": [3.0],
+                     "Ray worker (trial actors) (child)": [0.25]}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="process accounting needs root")
