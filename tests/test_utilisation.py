@@ -129,7 +129,10 @@ def test_status_and_the_report_agree_on_the_tiny_study(tiny):
     row = analysis_utilisation.utilisation_table(tables).iloc[0]  # the sentence's numbers, as the README links them
     assert row["utilisation"] == used.utilisation and row["slots"] == 2 and row["max_at_once"] == 1
     serial = sum(s for k, s in used.at_once_s.items() if k <= 1) / used.span_s
-    assert math.isclose(row["share_serial"], serial) and serial > 0.99  # one trial at a time, built serially
+    # One trial at a time, built serially. A trial is placed from wall - epochs before its start, so its writes after
+    # its last epoch count as setup and it overlaps the one before by them: 9 ms at most between the 15 trials on an
+    # idle machine, 1.6% of the span seen once with the suite's other worker and a sampler busy.
+    assert math.isclose(row["share_serial"], serial) and serial > 0.95
     assert math.isclose(row["busy_s"] / (row["span_s"] * row["slots"]), used.utilisation)
 
 
