@@ -36,6 +36,9 @@ AHZ = 100  # the unit of acct_v3's times (linux/acct.h)
 RECORD = struct.Struct("<BBHIIIIIIf8H16s")  # struct acct_v3, 64 bytes
 NESTED = "DIFFCTL_SUITE_CPU"  # set in the measured command's environment: accounting is in use (it is global)
 XDIST_WORKER = "exec(eval(sys.stdin.readline()))"  # how pytest-xdist (execnet) starts a worker
+INTERPRETER = re.compile(r"(^|/)python[\d.]*$")
+TICK = os.sysconf("SC_CLK_TCK")  # the unit of /proc's times
+SAME_START_S = 2.0  # a record's start has whole seconds, /proc's boot time too
 
 
 @dataclass
@@ -95,7 +98,6 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.every_s, self._done = every_s, threading.Event()
         self.procs: dict[tuple[int, int], Process] = {}
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._boot_s = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                             if line.startswith("btime "))
 
@@ -115,11 +117,11 @@ class Sampler(threading.Thread):
                     cmdline = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     if not cmdline:
                         continue  # a kernel thread, or a process already exiting
-                    self.procs[key] = Process(key[0], int(fields[1]), self._boot_s + key[1] / self._tick, 0.0,
+                    self.procs[key] = Process(key[0], int(fields[1]), self._boot_s + key[1] / TICK, 0.0,
                                               cmdline.strip())
             except (OSError, ValueError, IndexError):
                 continue
-            self.procs[key].cpu_s = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+            self.procs[key].cpu_s = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
     def stop(self) -> None:
         self._done.set()
@@ -130,7 +132,7 @@ class Sampler(threading.Thread):
 def busy_cpu_s() -> float:
     """The machine's busy CPU time so far (user, nice, system, irq, softirq), from /proc/stat."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6)) / TICK
 
 
 def kind_of(cmdline: str) -> str:
@@ -138,8 +140,7 @@ def kind_of(cmdline: str) -> str:
     if XDIST_WORKER in cmdline:
         return "pytest-xdist worker"
     words = cmdline.split()
-    interpreter = re.compile(r"(^|/)python[\d.]*$")
-    program = next((w for w in words[:4] if not w.startswith("-") and not interpreter.search(w)), "")
+    program = next((w for w in words[:4] if not w.startswith("-") and not INTERPRETER.search(w)), "")
     if program.endswith("/default_worker.py"):
         return "Ray worker (trial actors)"
     if "/ray/" in program or program.endswith("/bin/ray"):  # raylet, gcs_server, dashboard, agents, monitors, ray start
@@ -151,15 +152,15 @@ def kind_of(cmdline: str) -> str:
 
 
 def merged(records: list[Process], sampled: list[Process]) -> list[Process]:
-    """Every process once: a record joins the sample of the same pid started within a second of it (a record's
-    start has whole seconds), taking the larger CPU time; a record alone is a process the sampler missed (it lived
+    """Every process once: a record joins the sample of the same pid started within
+    :data:`SAME_START_S` of it, taking the larger CPU time; a record alone is a process the sampler missed (it lived
     < 0.1 s); a sample alone, one still running when accounting stopped."""
     by_pid: dict[int, list[Process]] = defaultdict(list)
     for proc in sampled:
         by_pid[proc.pid].append(proc)
     processes = list(sampled)
     for record in records:
-        match = next((p for p in by_pid[record.pid] if abs(p.start_s - record.start_s) <= 2.0), None)
+        match = next((p for p in by_pid[record.pid] if abs(p.start_s - record.start_s) <= SAME_START_S), None)
         if match is None:
             processes.append(record)
         else:
@@ -222,7 +223,7 @@ def measure(command: list[str], cwd: Path | None = None) -> tuple[dict[str, list
                 sampler.stop()
             time.sleep(0.2)  # the last records of the command's tree
         processes = merged(read_records(path), list(sampler.procs.values()))
-        root = next(p for p in processes if p.pid == process.pid and p.start_s >= started_s - 2.0)
+        root = next(p for p in processes if p.pid == process.pid and p.start_s >= started_s - SAME_START_S)
         return attribute(processes, root), wall, busy, code
 
 
